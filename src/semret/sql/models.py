@@ -1,0 +1,115 @@
+"""SQLAlchemy models of semret's store.
+
+The norms side mirrors the USF Appendix A files: one `Word` per distinct word, one `NormPair` per
+cue-target line (all 31 fields, typed, ``?`` stored as NULL) and one `NormSource` per loaded file.
+`Word.id` is the key that the image side (image-word links of IWAN) joins on. The schema itself
+is made only by the Alembic migrations in ``semret/alembic``; a test checks that they match.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    """Declarative base with a naming convention, so that migrations name constraints stably."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Word(Base):
+    """A word of the norms: ``word`` is the normalised key (upper case, single spaces), ``spelling``
+    the text as first seen in a source file."""
+
+    __tablename__ = "words"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    word: Mapped[str] = mapped_column(String(128), unique=True)
+    spelling: Mapped[str] = mapped_column(String(128))
+
+
+class NormSource(Base):
+    """A norms file that was loaded: its name (the identity: reloading a file of the same name
+    replaces its rows), checksum, row counts and when it was loaded."""
+
+    __tablename__ = "norm_sources"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    sha256: Mapped[str] = mapped_column(String(64))
+    rows: Mapped[int] = mapped_column(Integer)
+    skipped_rows: Mapped[int] = mapped_column(Integer)
+    loaded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class NormPair(Base):
+    """One cue -> target line of the USF norms (Nelson, McEvoy & Schreiber 2004, Appendix A).
+
+    Column names spell out the Appendix A abbreviations: ``group_size`` is #G, ``producers`` #P,
+    ``fsg``/``bsg``/``msg``/``osg`` the forward, backward, mediated and overlapping strengths,
+    ``cue_*``/``target_*`` the Q*/T* word statistics (set size, frequency, concreteness, homograph
+    code, part of speech, mean connectivity, resonance probability, resonant strength, use code).
+    """
+
+    __tablename__ = "norm_pairs"
+    __table_args__ = (
+        UniqueConstraint("cue_id", "target_id"),
+        Index("ix_norm_pairs_target_id", "target_id"),
+        Index("ix_norm_pairs_source_id", "source_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    cue_id: Mapped[int] = mapped_column(ForeignKey("words.id"))
+    target_id: Mapped[int] = mapped_column(ForeignKey("words.id"))
+    source_id: Mapped[int] = mapped_column(ForeignKey("norm_sources.id"))
+    normed: Mapped[bool] = mapped_column(Boolean)
+    group_size: Mapped[int] = mapped_column(Integer)
+    producers: Mapped[int] = mapped_column(Integer)
+    fsg: Mapped[float] = mapped_column(Float)
+    bsg: Mapped[float | None] = mapped_column(Float)
+    msg: Mapped[float | None] = mapped_column(Float)
+    osg: Mapped[float | None] = mapped_column(Float)
+    mediators: Mapped[int | None] = mapped_column(Integer)
+    mediators_missing: Mapped[int | None] = mapped_column(Integer)
+    overlaps: Mapped[float | None] = mapped_column(Float)
+    overlaps_missing: Mapped[int | None] = mapped_column(Integer)
+    cue_set_size: Mapped[int | None] = mapped_column(Integer)
+    cue_frequency: Mapped[int | None] = mapped_column(Integer)
+    cue_concreteness: Mapped[float | None] = mapped_column(Float)
+    cue_homograph: Mapped[str | None] = mapped_column(String(8))
+    cue_part_of_speech: Mapped[str | None] = mapped_column(String(8))
+    cue_mean_connectivity: Mapped[float | None] = mapped_column(Float)
+    cue_resonance_probability: Mapped[float | None] = mapped_column(Float)
+    cue_resonant_strength: Mapped[float | None] = mapped_column(Float)
+    cue_use_code: Mapped[int | None] = mapped_column(Integer)
+    target_set_size: Mapped[int | None] = mapped_column(Integer)
+    target_frequency: Mapped[int | None] = mapped_column(Integer)
+    target_concreteness: Mapped[float | None] = mapped_column(Float)
+    target_homograph: Mapped[str | None] = mapped_column(String(8))
+    target_part_of_speech: Mapped[str | None] = mapped_column(String(8))
+    target_mean_connectivity: Mapped[float | None] = mapped_column(Float)
+    target_resonance_probability: Mapped[float | None] = mapped_column(Float)
+    target_resonant_strength: Mapped[float | None] = mapped_column(Float)
+    target_use_code: Mapped[int | None] = mapped_column(Integer)
