@@ -85,11 +85,11 @@ def _ensure_words(conn: Connection, files: Sequence[NormsFile]) -> tuple[dict[st
         for record in norms_file.records:
             spellings.setdefault(record.cue, record.cue_spelling)
             spellings.setdefault(record.target, record.target_spelling)
-    ids = dict(conn.execute(select(WORDS.c.word, WORDS.c.id)).tuples().all())
+    ids = dict(conn.execute(select(WORDS.c.word, WORDS.c.id)).all())
     missing = [(word, spelling) for word, spelling in spellings.items() if word not in ids]
     if missing:
         bulk_insert(conn, WORDS, ("word", "spelling"), missing)
-        ids = dict(conn.execute(select(WORDS.c.word, WORDS.c.id)).tuples().all())
+        ids = dict(conn.execute(select(WORDS.c.word, WORDS.c.id)).all())
     return ids, len(missing)
 
 
@@ -155,7 +155,7 @@ def load_norms(
     report = NormsLoadReport(skipped=[error for f in files for error in f.invalid])
     now = datetime.now(UTC)
     with connect(engine) as conn:
-        known = dict(conn.execute(select(SOURCES.c.name, SOURCES.c.sha256)).tuples().all())
+        known = dict(conn.execute(select(SOURCES.c.name, SOURCES.c.sha256)).all())
         to_load: list[NormsFile] = []
         for norms_file in files:
             unchanged = not force and known.get(norms_file.name) == norms_file.sha256
@@ -246,7 +246,7 @@ def _associates(conn: Connection, word_id: int, *, forward: bool, limit: int) ->
         .where(own == word_id)
         .order_by(PAIRS.c.fsg.desc(), WORDS.c.word)
         .limit(limit)
-    ).tuples()
+    )
     return [Associate(*row) for row in rows]
 
 

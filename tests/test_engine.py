@@ -1,0 +1,71 @@
+"""Choosing the database: --db, then SEMRET_DATABASE_URL, then the embedded default; clear errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from semret.errors import DatabaseUnavailableError, SemretError
+from semret.sql.engine import (
+    default_database_path,
+    describe_url,
+    make_engine,
+    normalise_database_url,
+    resolve_database_url,
+)
+from semret.sql.migrations import current_revision
+
+# Nothing listens on port 9 (discard) here, so connecting is refused at once.
+DOWN_URL = "postgresql://semret:s3cret@127.0.0.1:9/semret"
+
+
+def test_the_default_database_lives_in_the_user_data_dir(tmp_path: Path) -> None:
+    # conftest points XDG_DATA_HOME into tmp_path
+    assert default_database_path() == tmp_path / "xdg" / "data" / "semret" / "semret.sqlite3"
+    assert resolve_database_url().database == str(default_database_path())
+
+
+def test_explicit_url_beats_the_environment_which_beats_the_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SEMRET_DATABASE_URL", "sqlite:////tmp/from-env.sqlite3")
+    assert resolve_database_url().database == "/tmp/from-env.sqlite3"
+    assert resolve_database_url("sqlite:////tmp/explicit.sqlite3").database == "/tmp/explicit.sqlite3"
+
+
+@pytest.mark.parametrize(
+    ("given", "driver"),
+    [
+        ("postgresql://u@h/db", "postgresql+psycopg"),
+        ("postgres://u@h/db", "postgresql+psycopg"),
+        ("postgresql+psycopg://u@h/db", "postgresql+psycopg"),
+        ("sqlite:///x.db", "sqlite+pysqlite"),
+    ],
+)
+def test_urls_are_pinned_to_psycopg_3_and_pysqlite(given: str, driver: str) -> None:
+    assert normalise_database_url(given).drivername == driver
+
+
+def test_unsupported_or_malformed_urls_are_clear_errors() -> None:
+    with pytest.raises(SemretError, match="unsupported database 'mysql'"):
+        normalise_database_url("mysql://u@h/db")
+    with pytest.raises(SemretError, match="not a database URL"):
+        normalise_database_url("not a url")
+
+
+def test_passwords_are_never_shown() -> None:
+    assert "s3cret" not in describe_url(normalise_database_url(DOWN_URL))
+
+
+def test_the_sqlite_folder_is_created_on_first_use(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'new' / 'dir' / 'semret.sqlite3'}")
+    assert current_revision(engine) is None
+    assert (tmp_path / "new" / "dir" / "semret.sqlite3").exists()
+
+
+def test_a_database_that_is_down_is_named_in_the_error() -> None:
+    engine = make_engine(DOWN_URL)
+    with pytest.raises(DatabaseUnavailableError) as error:
+        current_revision(engine)
+    message = str(error.value)
+    assert message.startswith("cannot connect to the database postgresql+psycopg://semret:***@127.0.0.1:9/semret")
+    assert "s3cret" not in message
