@@ -85,6 +85,7 @@ def start_postgres(stack: ExitStack) -> str:
 
 def summarise(backend: str, runs: list[dict[str, float]]) -> str:
     """One markdown table row: medians over the runs, and the worst total."""
+
     def median(key: str) -> float:
         return statistics.median(r[key] for r in runs)
 

@@ -14,10 +14,26 @@ from pathlib import Path
 
 from semret.iwan.norms import HEADER, SEPARATOR, find_norms_files, normalise_word, read_norms_file
 
-SEED_CUES = (
-    "SHIRT TROUSERS PANTS SWEATER DRESS COAT SANDALS SNEAKER SNEAKERS BAG PURSE BOOT BOOTS SHOE SHOES "
-    "JACKET SKIRT CLOTHES"
-).split()
+SEED_CUES = [
+    "SHIRT",
+    "TROUSERS",
+    "PANTS",
+    "SWEATER",
+    "DRESS",
+    "COAT",
+    "SANDALS",
+    "SNEAKER",
+    "SNEAKERS",
+    "BAG",
+    "PURSE",
+    "BOOT",
+    "BOOTS",
+    "SHOE",
+    "SHOES",
+    "JACKET",
+    "SKIRT",
+    "CLOTHES",
+]
 OUTPUT = Path(__file__).resolve().parents[1] / "src/semret/data/usf_norms_sample/Cue_Target_Pairs.sample"
 
 

@@ -22,7 +22,7 @@ import pytest
 if str(Path(__file__).parent) not in sys.path:
     sys.path.insert(0, str(Path(__file__).parent))
 
-from postgres_harness import (  # noqa: E402
+from postgres_harness import (
     NoPostgres,
     fresh_database,
     report_unavailable,

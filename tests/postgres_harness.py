@@ -79,9 +79,7 @@ def normalise_postgres_url(url: str) -> str:
         raise ValueError(f"Not a database URL (expected a PostgreSQL URL): {exc}") from exc
     if parsed.drivername not in ACCEPTED_SCHEMES:
         accepted = ", ".join(f"{scheme}://" for scheme in ACCEPTED_SCHEMES)
-        raise ValueError(
-            f"Not a PostgreSQL URL: scheme {parsed.drivername!r}; accepted: {accepted}"
-        )
+        raise ValueError(f"Not a PostgreSQL URL: scheme {parsed.drivername!r}; accepted: {accepted}")
     return _render(parsed.set(drivername=DRIVERNAME))
 
 
@@ -185,9 +183,7 @@ def _find_bindir() -> Path:
     if initdb:
         return Path(initdb).resolve().parent
     try:
-        output = subprocess.run(
-            ["pg_config", "--bindir"], capture_output=True, text=True, check=True
-        ).stdout
+        output = subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True, check=True).stdout
     except (OSError, subprocess.CalledProcessError) as exc:
         raise Unavailable(f"no initdb on PATH and no usable pg_config ({exc})") from exc
     bindir = Path(output.strip())
@@ -215,8 +211,7 @@ def _from_local_binaries() -> Iterator[str]:
     options = f"-k {shlex.quote(str(workdir))} -h '' -p {port} -F"
     try:
         for command in (
-            [str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust",
-             "--encoding=UTF8", "--no-sync"],
+            [str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "--encoding=UTF8", "--no-sync"],
             [*pg_ctl, "-l", str(workdir / "server.log"), "-o", options, "start"],
         ):
             subprocess.run(command, capture_output=True, text=True, check=True, timeout=60)

@@ -36,7 +36,8 @@ def test_a_full_session(database_url: str) -> None:
     assert "pairs inserted 15, updated 0, deleted 0" in loaded.stdout
     assert "loading rows" in loaded.stderr  # the progress bar
 
-    again = semret("norms", "load", FIXTURES / "Cue_Target_Pairs.C", FIXTURES / "Cue_Target_Pairs.A-B", "--db", database_url)
+    files = (FIXTURES / "Cue_Target_Pairs.C", FIXTURES / "Cue_Target_Pairs.A-B")
+    again = semret("norms", "load", *files, "--db", database_url)
     assert again.exit_code == 0 and "(nothing changed)" in again.stdout
 
     stats = semret("norms", "stats", "--json", "--db", database_url)
@@ -74,7 +75,8 @@ def test_a_bad_line_loads_nothing_and_names_the_line(sqlite_url: str, tmp_path: 
     upgraded(sqlite_url)
     shutil.copy(FIXTURES / "Cue_Target_Pairs.A-B", tmp_path)
     broken = tmp_path / "Cue_Target_Pairs.C"
-    broken.write_text((FIXTURES / "Cue_Target_Pairs.C").read_text().replace("GULP, 7-ELEVEN, NO, 152", "GULP, 7-ELEVEN, NO, many"))
+    original = (FIXTURES / "Cue_Target_Pairs.C").read_text()
+    broken.write_text(original.replace("GULP, 7-ELEVEN, NO, 152", "GULP, 7-ELEVEN, NO, many"))
     failed = semret("norms", "load", tmp_path, "--db", sqlite_url)
     assert failed.exit_code == 1
     assert f"{broken}:9: field #G: not a non-negative integer (value 'many')" in failed.stderr

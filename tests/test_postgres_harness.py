@@ -34,9 +34,7 @@ def test_round_trip(database_url: str, request: pytest.FixtureRequest) -> None:
     try:
         assert engine.dialect.name == request.node.callspec.params["database_url"]
         with engine.begin() as connection:
-            connection.execute(
-                text("CREATE TABLE harness_probe (id INTEGER PRIMARY KEY, word TEXT NOT NULL)")
-            )
+            connection.execute(text("CREATE TABLE harness_probe (id INTEGER PRIMARY KEY, word TEXT NOT NULL)"))
             connection.execute(
                 text("INSERT INTO harness_probe (id, word) VALUES (:id, :word)"),
                 [{"id": 1, "word": "sky"}, {"id": 2, "word": "sea"}],

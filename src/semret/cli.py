@@ -31,8 +31,8 @@ from semret.sql import migrations
 from semret.sql.engine import describe_url, make_engine
 from semret.sql.norms_store import NormsLoadReport, load_norms, norms_stats, word_associates
 
-out = Console()
-err = Console(stderr=True)
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 
 MAX_SKIPPED_SHOWN = 20
 
@@ -44,11 +44,11 @@ class _ReportingGroup(TyperGroup):
         try:
             return super().invoke(ctx)
         except SemretError as exc:
-            err.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
+            err.print(f"[bold red]error:[/] {escape(str(exc))}")
             raise typer.Exit(1) from None
         except DBAPIError as exc:
             first_line = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
-            err.print(f"[bold red]database error:[/] {escape(first_line)}", soft_wrap=True)
+            err.print(f"[bold red]database error:[/] {escape(first_line)}")
             raise typer.Exit(1) from None
 
 
@@ -247,7 +247,8 @@ def norms_show(
         for column in ("rank", "word", "FSG", "normed", "#P/#G"):
             table.add_column(column, justify="left" if column == "word" else "right")
         for rank, a in enumerate(associates, start=1):
-            table.add_row(str(rank), a.word, f"{a.fsg:.3f}", "yes" if a.normed else "no", f"{a.producers}/{a.group_size}")
+            normed = "yes" if a.normed else "no"
+            table.add_row(str(rank), a.word, f"{a.fsg:.3f}", normed, f"{a.producers}/{a.group_size}")
         if not associates:
             table.add_row("", "(none)", "", "", "")
         out.print(table)

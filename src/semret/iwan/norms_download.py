@@ -19,9 +19,7 @@ from semret.errors import NormsFormatError, SemretError
 from semret.iwan.norms import read_norms_file
 
 USF_BASE_URL = "http://w3.usf.edu/FreeAssociation/AppendixA/"
-USF_FILES = tuple(
-    f"Cue_Target_Pairs.{letters}" for letters in ("A-B", "C", "D-F", "G-K", "L-O", "P-R", "S", "T-Z")
-)
+USF_FILES = tuple(f"Cue_Target_Pairs.{letters}" for letters in ("A-B", "C", "D-F", "G-K", "L-O", "P-R", "S", "T-Z"))
 TIMEOUT_SECONDS = 60
 
 

@@ -21,6 +21,7 @@ from semret.errors import DatabaseUnavailableError, SemretError
 
 DATABASE_URL_ENV = "SEMRET_DATABASE_URL"
 DEFAULT_DATABASE_FILE = "semret.sqlite3"
+CONNECT_TIMEOUT_SECONDS = 10
 
 
 def default_database_path() -> Path:
@@ -82,9 +83,8 @@ def make_engine(url: str | URL | None = None) -> Engine:
         engine = create_engine(parsed)
         event.listen(engine, "connect", _enable_sqlite_foreign_keys)
         return engine
-    query = dict(parsed.query)
-    query.setdefault("connect_timeout", "10")
-    return create_engine(parsed.set(query=query), pool_pre_ping=True)
+    connect_args = {} if "connect_timeout" in parsed.query else {"connect_timeout": CONNECT_TIMEOUT_SECONDS}
+    return create_engine(parsed, pool_pre_ping=True, connect_args=connect_args)
 
 
 @contextmanager

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from sqlalchemy import Connection, Engine, Table, and_, delete, exists, func, insert, or_, select, update
 
 from semret.errors import NormsFormatError, SemretError, UnknownWordError
-from semret.iwan.norms import VALUE_NAMES, NormRecord, NormsFile, normalise_word
+from semret.iwan.norms import VALUE_NAMES, NormsFile, normalise_word
 from semret.sql.bulk import analyse, bulk_insert, create_staging_table, drop_staging_table
 from semret.sql.engine import connect
 from semret.sql.migrations import require_current_schema
@@ -103,14 +103,13 @@ def _record_source(conn: Connection, norms_file: NormsFile, now: datetime) -> in
     }
     source_id = conn.execute(select(SOURCES.c.id).where(SOURCES.c.name == norms_file.name)).scalar()
     if source_id is None:
-        return int(conn.execute(insert(SOURCES).values(name=norms_file.name, **values)).inserted_primary_key[0])
+        inserted = insert(SOURCES).values(name=norms_file.name, **values).returning(SOURCES.c.id)
+        return int(conn.execute(inserted).scalar_one())
     conn.execute(update(SOURCES).where(SOURCES.c.id == source_id).values(**values))
     return int(source_id)
 
 
-def _staged_rows(
-    files: Sequence[tuple[NormsFile, int]], word_ids: dict[str, int]
-) -> Iterator[tuple[object, ...]]:
+def _staged_rows(files: Sequence[tuple[NormsFile, int]], word_ids: dict[str, int]) -> Iterator[tuple[object, ...]]:
     for norms_file, source_id in files:
         for record in norms_file.records:
             yield (word_ids[record.cue], word_ids[record.target], source_id, *record.values)

@@ -75,9 +75,7 @@ def upgrade() -> None:
         sa.Column("target_use_code", sa.Integer(), nullable=True),
         sa.ForeignKeyConstraint(["cue_id"], ["words.id"], name=op.f("fk_norm_pairs_cue_id_words")),
         sa.ForeignKeyConstraint(["target_id"], ["words.id"], name=op.f("fk_norm_pairs_target_id_words")),
-        sa.ForeignKeyConstraint(
-            ["source_id"], ["norm_sources.id"], name=op.f("fk_norm_pairs_source_id_norm_sources")
-        ),
+        sa.ForeignKeyConstraint(["source_id"], ["norm_sources.id"], name=op.f("fk_norm_pairs_source_id_norm_sources")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_norm_pairs")),
         sa.UniqueConstraint("cue_id", "target_id", name=op.f("uq_norm_pairs_cue_id_target_id")),
     )
