@@ -15,7 +15,16 @@ from semret.sql import migrations
 from semret.sql.engine import make_engine
 from semret.sql.models import Base
 
-SEMRET_TABLES = {"words", "norm_sources", "norm_pairs"}
+SEMRET_TABLES = {
+    "words",
+    "norm_sources",
+    "norm_pairs",
+    "collections",
+    "images",
+    "image_words",
+    "iwan_graphs",
+    "iwan_word_edges",
+}
 
 
 @pytest.fixture

@@ -113,3 +113,70 @@ class NormPair(Base):
     target_resonance_probability: Mapped[float | None] = mapped_column(Float)
     target_resonant_strength: Mapped[float | None] = mapped_column(Float)
     target_use_code: Mapped[int | None] = mapped_column(Integer)
+
+
+class Collection(Base):
+    """A named set of images that semret retrieves from (a dataset split, a folder...)."""
+
+    __tablename__ = "collections"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Image(Base):
+    """An image of a collection. ``image_id`` is the caller's own integer id (a dataset index, say),
+    unique within the collection; ``id`` is the store's key that other tables reference."""
+
+    __tablename__ = "images"
+    __table_args__ = (UniqueConstraint("collection_id", "image_id"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    collection_id: Mapped[int] = mapped_column(ForeignKey("collections.id", ondelete="CASCADE"))
+    image_id: Mapped[int] = mapped_column(BigInteger)
+    label: Mapped[str | None] = mapped_column(String(255))
+
+
+class ImageWord(Base):
+    """One of an image's predicted words (IWAN): its rank among the image's words (1 = most
+    probable) and its strength (the predicted probability of the word's classes)."""
+
+    __tablename__ = "image_words"
+    __table_args__ = (
+        UniqueConstraint("image_key", "word_id"),
+        Index("ix_image_words_word_id", "word_id"),
+    )
+
+    image_key: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), ForeignKey("images.id", ondelete="CASCADE"), primary_key=True
+    )
+    rank: Mapped[int] = mapped_column(Integer, primary_key=True)
+    word_id: Mapped[int] = mapped_column(ForeignKey("words.id"))
+    strength: Mapped[float] = mapped_column(Float)
+
+
+class IwanGraph(Base):
+    """A built IWAN word graph for a collection: its settings and when it was built. Its word ->
+    word edges are a snapshot (`IwanWordEdge`), so later norm loads do not change it."""
+
+    __tablename__ = "iwan_graphs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    collection_id: Mapped[int] = mapped_column(ForeignKey("collections.id", ondelete="CASCADE"), unique=True)
+    top_iwk: Mapped[int] = mapped_column(Integer)
+    top_wwk: Mapped[int] = mapped_column(Integer)
+    normed_only: Mapped[bool] = mapped_column(Boolean)
+    backward: Mapped[bool] = mapped_column(Boolean)
+    built_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class IwanWordEdge(Base):
+    """A word -> word edge of a built IWAN graph, with the association strength it came from."""
+
+    __tablename__ = "iwan_word_edges"
+
+    graph_id: Mapped[int] = mapped_column(ForeignKey("iwan_graphs.id", ondelete="CASCADE"), primary_key=True)
+    source_word_id: Mapped[int] = mapped_column(ForeignKey("words.id"), primary_key=True)
+    target_word_id: Mapped[int] = mapped_column(ForeignKey("words.id"), primary_key=True)
+    strength: Mapped[float] = mapped_column(Float)

@@ -272,3 +272,10 @@ def word_associates(engine: Engine, word: str, limit: int = 10) -> WordAssociate
             forward=_associates(conn, word_id, forward=True, limit=limit),
             backward=_associates(conn, word_id, forward=False, limit=limit),
         )
+
+
+def known_words(engine: Engine) -> set[str]:
+    """Every normalised word in the loaded norms (to map dataset labels onto)."""
+    require_current_schema(engine)
+    with connect(engine) as conn:
+        return set(conn.execute(select(WORDS.c.word)).scalars())

@@ -1,0 +1,269 @@
+"""IWAN retrieval: the images nearest to a query in the image-word association network.
+
+The graph has a query node, word nodes and image nodes. Edges are directed with weight
+1 / strength: query -> the query's words (strength = predicted probability), word -> its top-WWK
+associates (`semret.iwan.graph`), word -> every image that has the word among its top-IWK words.
+Images are sinks, so no shortest path passes through one, and an image's distance is
+
+    d(image) = min over its words w of ( d(w) + 1 / strength(w, image) )
+
+with d(w) the word distances from the query. The fast path therefore runs Dijkstra on the word
+graph alone (scipy.sparse.csgraph, one extra node per query) and ranks images with vectorised
+numpy; `semret.iwan.reference` is the readable networkx version on the full graph, and the
+results are identical. Ties are broken by image id; the query image itself can be excluded.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+from scipy import sparse
+from scipy.sparse.csgraph import dijkstra
+
+from semret.errors import SemretError, UnknownWordError
+from semret.iwan.graph import IwanSettings, WordEdges, word_matrix
+from semret.iwan.norms import normalise_word
+
+NO_IMAGE = -1
+
+
+@dataclass(frozen=True)
+class WeightedWords:
+    """A query: word indices and their strengths (0 < strength <= 1)."""
+
+    words: npt.NDArray[np.int64]
+    strengths: npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class PathStep:
+    """One node of an explanation path, with the distance from the query at that node."""
+
+    kind: str  # "query", "word" or "image"
+    name: str
+    distance: float
+
+
+class IwanIndex:
+    """An IWAN graph in memory, searched with `search(queries, k) -> (distances, image_ids)`.
+
+    ``words`` names the word nodes by index; ``edges`` are the word -> word edges;
+    ``image_ids``/``link_words``/``link_strengths`` are the image -> word links (top-IWK per image,
+    already cut). ``labels`` maps image ids to labels, for display.
+    """
+
+    def __init__(
+        self,
+        words: Sequence[str],
+        edges: WordEdges,
+        image_ids: npt.ArrayLike,
+        link_words: npt.ArrayLike,
+        link_strengths: npt.ArrayLike,
+        settings: IwanSettings | None = None,
+        labels: Mapping[int, str | None] | None = None,
+    ) -> None:
+        self.words = list(words)
+        self.word_index = {word: i for i, word in enumerate(self.words)}
+        self.edges = edges
+        self.settings = settings or IwanSettings()
+        self.labels = dict(labels or {})
+        self.matrix = word_matrix(edges, len(self.words))
+        ids = np.asarray(image_ids, dtype=np.int64)
+        link_word_array = np.asarray(link_words, dtype=np.int64)
+        strengths = np.asarray(link_strengths, dtype=np.float64)
+        if not (len(ids) == len(link_word_array) == len(strengths)):
+            raise SemretError("image ids, link words and link strengths must have the same length")
+        if len(strengths) and not (np.all(strengths > 0) and np.all(strengths <= 1)):
+            raise SemretError("image-word strengths must be in (0, 1]")
+        order = np.lexsort((link_word_array, ids))
+        self._link_images = ids[order]
+        self._link_words = link_word_array[order]
+        self._link_weights = 1.0 / strengths[order]
+        self.image_ids, self._image_starts, self._link_image_positions = np.unique(
+            self._link_images, return_index=True, return_inverse=True
+        )
+        # Inverted links: for each word, its link numbers (so only reached words are scored).
+        self._links_by_word = np.argsort(self._link_words, kind="stable")
+        self._word_link_starts = np.searchsorted(self._link_words[self._links_by_word], np.arange(len(self.words) + 1))
+        self._typical_edge = float(np.median(self.matrix.data)) if self.matrix.nnz else 1.0
+        self._min_link_weight = float(self._link_weights.min()) if len(self._link_weights) else np.inf
+
+    # --- queries -----------------------------------------------------------------------------
+
+    @property
+    def ntotal(self) -> int:
+        """Number of images in the index."""
+        return len(self.image_ids)
+
+    def query_from_words(self, weighted: Mapping[str, float] | Sequence[tuple[str, float]]) -> WeightedWords:
+        """A query from words and strengths, e.g. ``{"APPLE": 0.8, "PEAR": 0.1}``."""
+        items = list(weighted.items()) if isinstance(weighted, Mapping) else list(weighted)
+        if not items:
+            raise SemretError("a query needs at least one word")
+        indices, strengths = [], []
+        for word, strength in items:
+            key = normalise_word(word)
+            if key not in self.word_index:
+                raise UnknownWordError(word, _close(key, self.words))
+            if not 0 < strength <= 1:
+                raise SemretError(f"the strength of {key} must be in (0, 1], got {strength}")
+            if self.word_index[key] in indices:
+                raise SemretError(f"{key} is given twice in the query")
+            indices.append(self.word_index[key])
+            strengths.append(float(strength))
+        return WeightedWords(np.asarray(indices, dtype=np.int64), np.asarray(strengths, dtype=np.float64))
+
+    def query_for_image(self, image_id: int) -> WeightedWords:
+        """The query made of an image's own words (its top-IWK words and their strengths)."""
+        position = np.searchsorted(self.image_ids, image_id)
+        if position >= len(self.image_ids) or self.image_ids[position] != image_id:
+            raise SemretError(f"image {image_id} is not in this IWAN index ({self.ntotal:,} images)")
+        start = self._image_starts[position]
+        end = self._image_starts[position + 1] if position + 1 < len(self._image_starts) else len(self._link_images)
+        return WeightedWords(self._link_words[start:end].copy(), 1.0 / self._link_weights[start:end])
+
+    # --- search ------------------------------------------------------------------------------
+
+    def word_distances(
+        self, queries: Sequence[WeightedWords], limit: float = np.inf, predecessors: bool = False
+    ) -> npt.NDArray[np.float64] | tuple[npt.NDArray[np.float64], npt.NDArray[np.int32]]:
+        """Shortest distances from each query node to every word node, shape (queries, words).
+
+        Dijkstra runs on the word graph plus one node per query; ``limit`` stops it at that
+        distance (farther words get inf). With ``predecessors``, also the predecessor of each node
+        (an index >= the number of words is the query node).
+        """
+        n = len(self.words)
+        rows = [q.words for q in queries]
+        counts = np.array([len(r) for r in rows], dtype=np.int64)
+        data = np.concatenate([self.matrix.data, *(1.0 / q.strengths for q in queries)])
+        indices = np.concatenate([self.matrix.indices, *rows])
+        indptr = np.concatenate([self.matrix.indptr, self.matrix.indptr[-1] + np.cumsum(counts)])
+        size = n + len(queries)
+        graph = sparse.csr_matrix((data, indices, indptr), shape=(size, size))
+        result = dijkstra(
+            graph, directed=True, indices=np.arange(n, size), limit=limit, return_predecessors=predecessors
+        )
+        if predecessors:
+            distances, previous = result
+            return distances[:, :n], previous[:, :n]
+        return result[:, :n]
+
+    def image_distances(
+        self, word_distances: npt.NDArray[np.float64]
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+        """Images reached through the words of finite distance, given one query's word distances:
+        (image positions in id order, their distances = min over their links of d(w) + weight)."""
+        reached = np.flatnonzero(np.isfinite(word_distances))
+        starts, ends = self._word_link_starts[reached], self._word_link_starts[reached + 1]
+        counts = ends - starts
+        offsets = np.repeat(starts - (np.cumsum(counts) - counts), counts) + np.arange(counts.sum())
+        links = self._links_by_word[offsets]
+        through = word_distances[self._link_words[links]] + self._link_weights[links]
+        positions = self._link_image_positions[links]
+        order = np.lexsort((through, positions))
+        positions, through = positions[order], through[order]
+        first = np.ones(len(positions), dtype=bool)
+        first[1:] = positions[1:] != positions[:-1]
+        return positions[first], through[first]
+
+    def _top_k(
+        self, positions: npt.NDArray[np.int64], distances: npt.NDArray[np.float64], k: int
+    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
+        """The k smallest distances (positions in id order), ties by image id, padded with inf / NO_IMAGE."""
+        out_distances = np.full(k, np.inf)
+        out_ids = np.full(k, NO_IMAGE, dtype=np.int64)
+        candidates = np.arange(len(distances))
+        if len(candidates) > k:
+            kth = np.partition(distances, k - 1)[k - 1]
+            candidates = candidates[distances <= kth]
+        chosen = candidates[np.argsort(distances[candidates], kind="stable")][:k]
+        out_distances[: len(chosen)] = distances[chosen]
+        out_ids[: len(chosen)] = self.image_ids[positions[chosen]]
+        return out_distances, out_ids
+
+    def search(
+        self,
+        queries: Sequence[WeightedWords],
+        k: int = 10,
+        exclude: Sequence[int | None] | None = None,
+        early_stop: bool = True,
+    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
+        """The k nearest images of each query: (distances, image_ids), each of shape (queries, k).
+
+        Rows are padded with inf / -1 when fewer than k images are reachable. ``exclude`` gives per
+        query an image id to leave out (the query image). With ``early_stop``, Dijkstra stops at a
+        distance bound that is raised until the top k are provably exact.
+        """
+        if k < 1:
+            raise SemretError(f"k must be at least 1, got {k}")
+        if self.ntotal == 0:
+            raise SemretError("the IWAN index has no images")
+        excluded = list(exclude) if exclude is not None else [None] * len(queries)
+        if len(excluded) != len(queries):
+            raise SemretError("exclude must give one entry (an image id or None) per query")
+        all_distances = np.full((len(queries), k), np.inf)
+        all_ids = np.full((len(queries), k), NO_IMAGE, dtype=np.int64)
+        for row, (query, skip) in enumerate(zip(queries, excluded, strict=True)):
+            all_distances[row], all_ids[row] = self._search_one(query, k, skip, early_stop)
+        return all_distances, all_ids
+
+    def _search_one(
+        self, query: WeightedWords, k: int, exclude: int | None, early_stop: bool
+    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
+        skip = None
+        if exclude is not None:
+            position = int(np.searchsorted(self.image_ids, exclude))
+            if position < len(self.image_ids) and self.image_ids[position] == exclude:
+                skip = position
+        limit = self._initial_limit(query) if early_stop else np.inf
+        while True:
+            word_distances = self.word_distances([query], limit=limit)
+            assert isinstance(word_distances, np.ndarray)
+            positions, distances = self.image_distances(word_distances[0])
+            if skip is not None:
+                keep = positions != skip
+                positions, distances = positions[keep], distances[keep]
+            top_distances, top_ids = self._top_k(positions, distances, k)
+            # Words beyond the limit can only give images a distance >= limit + the lightest link,
+            # so the top k are exact once the k-th found lies strictly below that.
+            if np.isinf(limit) or top_distances[-1] < limit + self._min_link_weight:
+                return top_distances, top_ids
+            limit = limit * 2 if np.isfinite(top_distances[-1]) else np.inf
+
+    def _initial_limit(self, query: WeightedWords) -> float:
+        """A first Dijkstra bound: the farthest query word plus two typical word edges."""
+        return float((1.0 / query.strengths).max()) + 2 * self._typical_edge
+
+    # --- explanations ------------------------------------------------------------------------
+
+    def explain(self, query: WeightedWords, image_id: int) -> list[PathStep]:
+        """The shortest path query -> words -> image that gives the image its distance."""
+        position = int(np.searchsorted(self.image_ids, image_id))
+        if position >= len(self.image_ids) or self.image_ids[position] != image_id:
+            raise SemretError(f"image {image_id} is not in this IWAN index")
+        result = self.word_distances([query], predecessors=True)
+        assert isinstance(result, tuple)
+        distances, previous = result[0][0], result[1][0]
+        start = self._image_starts[position]
+        end = self._image_starts[position + 1] if position + 1 < len(self._image_starts) else len(self._link_images)
+        through = distances[self._link_words[start:end]] + self._link_weights[start:end]
+        if not np.isfinite(through).any():
+            raise SemretError(f"image {image_id} cannot be reached from this query")
+        best = start + int(np.argmin(through))
+        chain = [int(self._link_words[best])]
+        while previous[chain[-1]] >= 0 and previous[chain[-1]] < len(self.words):
+            chain.append(int(previous[chain[-1]]))
+        steps = [PathStep("query", "query", 0.0)]
+        steps += [PathStep("word", self.words[w], float(distances[w])) for w in reversed(chain)]
+        label = self.labels.get(image_id)
+        steps.append(PathStep("image", f"{image_id}" + (f" ({label})" if label else ""), float(through.min())))
+        return steps
+
+
+def _close(word: str, vocabulary: Sequence[str]) -> list[str]:
+    return difflib.get_close_matches(word, vocabulary, n=5, cutoff=0.75)
