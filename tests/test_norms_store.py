@@ -12,7 +12,7 @@ from sqlalchemy import Engine, select
 
 from semret.errors import NormsFormatError, SchemaNotCurrentError, SemretError, UnknownWordError
 from semret.iwan.norms import VALUE_NAMES, NormsFile, find_norms_files, read_norms_file
-from semret.sql import migrations, norms_store
+from semret.sql import bulk, migrations
 from semret.sql.engine import make_engine
 from semret.sql.norms_store import PAIRS, SOURCES, WORDS, NormsStats, load_norms, norms_stats, word_associates
 
@@ -106,10 +106,10 @@ def test_a_corrected_file_updates_inserts_and_deletes_its_rows(engine: Engine, t
 
 
 def test_a_failure_inside_the_load_writes_nothing(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
-    def broken_merge(*args: object) -> tuple[int, int, int]:
+    def broken_merge(*args: object, **kwargs: object) -> None:
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(norms_store, "_merge", broken_merge)
+    monkeypatch.setattr(bulk, "merge_from_staging", broken_merge)
     with pytest.raises(RuntimeError, match="disk full"):
         load_norms(engine, fixture_files())
     assert snapshot(engine) == ([], [], [])

@@ -8,12 +8,28 @@ runs the same on PostgreSQL and SQLite.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from itertools import islice
 from typing import Any
 from uuid import uuid4
 
 from psycopg import sql
-from sqlalchemy import Column, Connection, MetaData, PrimaryKeyConstraint, Table
+from sqlalchemy import (
+    Column,
+    ColumnElement,
+    Connection,
+    MetaData,
+    PrimaryKeyConstraint,
+    Table,
+    and_,
+    delete,
+    exists,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 
 BATCH_ROWS = 10_000
 
@@ -91,3 +107,65 @@ def analyse(conn: Connection, table: Table) -> None:
     """Refresh the planner's statistics of ``table`` (after a bulk write into a fresh table)."""
     quoted = conn.dialect.identifier_preparer.quote(table.name)
     conn.exec_driver_sql(f"ANALYZE {quoted}")
+
+
+@dataclass(frozen=True)
+class MergeCounts:
+    """What a merge did to the target table."""
+
+    inserted: int
+    updated: int
+    deleted: int
+
+
+def merge_from_staging(
+    conn: Connection,
+    target: Table,
+    staging: Table,
+    key: Sequence[str],
+    values: Sequence[str],
+    owned: ColumnElement[bool] | None = None,
+) -> MergeCounts:
+    """Make ``target`` agree with ``staging`` on the rows it holds, with three set-based statements.
+
+    Rows whose ``values`` differ are updated (``IS DISTINCT FROM``, so an identical reload writes
+    nothing), missing rows are inserted, and target rows selected by ``owned`` (the rows this load
+    is the source of) that are not staged are deleted. Runs the same on PostgreSQL and SQLite.
+    """
+    existing = target.alias("existing")
+    staged = and_(*(target.c[k] == staging.c[k] for k in key))
+    differs = or_(*(target.c[name].is_distinct_from(staging.c[name]) for name in values))
+    updated = conn.execute(update(target).values({n: staging.c[n] for n in values}).where(staged, differs)).rowcount
+    columns = (*key, *values)
+    new_rows = select(*(staging.c[name] for name in columns)).where(
+        ~exists().where(*(existing.c[k] == staging.c[k] for k in key))
+    )
+    count = select(func.count()).select_from(target)
+    before = conn.execute(count).scalar_one()
+    conn.execute(insert(target).from_select(columns, new_rows))  # rowcount of INSERT ... SELECT is not portable
+    inserted = conn.execute(count).scalar_one() - before
+    deleted = 0
+    if owned is not None:
+        deleted = conn.execute(delete(target).where(owned, ~exists().where(staged))).rowcount
+    return MergeCounts(inserted, updated, deleted)
+
+
+def stage_and_merge(
+    conn: Connection,
+    target: Table,
+    key: Sequence[str],
+    values: Sequence[str],
+    rows: Iterable[Sequence[Any]],
+    owned: Callable[[Table], ColumnElement[bool]] | None = None,
+    on_batch: Callable[[int], None] | None = None,
+) -> MergeCounts:
+    """Bulk-write ``rows`` (``key`` + ``values`` columns) into a staging table and merge them into
+    ``target`` (`merge_from_staging`); ``owned(staging)`` selects the target rows to reconcile."""
+    staging = create_staging_table(conn, target, (*key, *values), key)
+    try:
+        bulk_insert(conn, staging, staging.c.keys(), rows, on_batch=on_batch)
+        if conn.dialect.name == "postgresql":
+            analyse(conn, staging)
+        return merge_from_staging(conn, target, staging, key, values, owned(staging) if owned else None)
+    finally:
+        drop_staging_table(conn, staging)

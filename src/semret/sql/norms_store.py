@@ -13,11 +13,11 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from sqlalchemy import Connection, Engine, Table, and_, delete, exists, func, insert, or_, select, update
+from sqlalchemy import Connection, Engine, Table, func, insert, select, update
 
 from semret.errors import NormsFormatError, SemretError, UnknownWordError
 from semret.iwan.norms import VALUE_NAMES, NormsFile, normalise_word
-from semret.sql.bulk import analyse, bulk_insert, create_staging_table, drop_staging_table
+from semret.sql.bulk import bulk_insert, stage_and_merge
 from semret.sql.engine import connect
 from semret.sql.migrations import require_current_schema
 from semret.sql.models import NormPair, NormSource, Word
@@ -115,28 +115,6 @@ def _staged_rows(files: Sequence[tuple[NormsFile, int]], word_ids: dict[str, int
             yield (word_ids[record.cue], word_ids[record.target], source_id, *record.values)
 
 
-def _merge(conn: Connection, staging: Table, source_ids: list[int]) -> tuple[int, int, int]:
-    """Merge staged pairs into ``norm_pairs``; return (inserted, updated, deleted)."""
-    existing = PAIRS.alias("existing")
-    staged_matches = and_(*(PAIRS.c[k] == staging.c[k] for k in PAIR_KEY))
-    differs = or_(*(PAIRS.c[name].is_distinct_from(staging.c[name]) for name in PAIR_VALUES))
-    updated = conn.execute(
-        update(PAIRS).values({name: staging.c[name] for name in PAIR_VALUES}).where(staged_matches, differs)
-    ).rowcount
-    columns = (*PAIR_KEY, *PAIR_VALUES)
-    new_rows = select(*(staging.c[name] for name in columns)).where(
-        ~exists().where(*(existing.c[k] == staging.c[k] for k in PAIR_KEY))
-    )
-    count_pairs = select(func.count()).select_from(PAIRS)
-    before = conn.execute(count_pairs).scalar_one()
-    conn.execute(insert(PAIRS).from_select(columns, new_rows))  # rowcount of INSERT ... SELECT is not portable
-    inserted = conn.execute(count_pairs).scalar_one() - before
-    deleted = conn.execute(
-        delete(PAIRS).where(PAIRS.c.source_id.in_(source_ids), ~exists().where(staged_matches))
-    ).rowcount
-    return inserted, updated, deleted
-
-
 def load_norms(
     engine: Engine,
     files: Sequence[NormsFile],
@@ -173,15 +151,21 @@ def load_norms(
             return report
         word_ids, report.words_added = _ensure_words(conn, to_load)
         with_ids = [(f, _record_source(conn, f, now)) for f in to_load]
-        staging = create_staging_table(conn, PAIRS, (*PAIR_KEY, *PAIR_VALUES), PAIR_KEY)
-        try:
-            bulk_insert(conn, staging, staging.c.keys(), _staged_rows(with_ids, word_ids), on_batch=on_rows)
-            if conn.dialect.name == "postgresql":
-                analyse(conn, staging)
-            source_ids = [source_id for _, source_id in with_ids]
-            report.pairs_inserted, report.pairs_updated, report.pairs_deleted = _merge(conn, staging, source_ids)
-        finally:
-            drop_staging_table(conn, staging)
+        source_ids = [source_id for _, source_id in with_ids]
+        counts = stage_and_merge(
+            conn,
+            PAIRS,
+            PAIR_KEY,
+            PAIR_VALUES,
+            _staged_rows(with_ids, word_ids),
+            owned=lambda _staging: PAIRS.c.source_id.in_(source_ids),
+            on_batch=on_rows,
+        )
+        report.pairs_inserted, report.pairs_updated, report.pairs_deleted = (
+            counts.inserted,
+            counts.updated,
+            counts.deleted,
+        )
     return report
 
 
