@@ -25,10 +25,22 @@ from typer.core import TyperGroup
 
 from semret import __version__
 from semret.errors import SemretError
+from semret.iwan.graph import IwanSettings
+from semret.iwan.index import NO_IMAGE
+from semret.iwan.links import link_predictions, read_predictions
 from semret.iwan.norms import find_norms_files, read_norms_file
 from semret.iwan.norms_download import USF_BASE_URL, download_norms
+from semret.iwan.vocabulary import dataset_aliases, load_aliases
 from semret.sql import migrations
 from semret.sql.engine import describe_url, make_engine
+from semret.sql.iwan_store import (
+    SqlImageRanker,
+    build_iwan_graph,
+    collection_with_graph,
+    image_links,
+    image_query,
+    load_iwan,
+)
 from semret.sql.norms_store import NormsLoadReport, load_norms, norms_stats, word_associates
 
 out = Console(soft_wrap=True)
@@ -60,8 +72,12 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="Create, migrate and inspect the database schema.", no_args_is_help=True)
 norms_app = typer.Typer(help="The USF free-association norms: download, load, inspect.", no_args_is_help=True)
+iwan_app = typer.Typer(help="IWAN: link images to words and build the image-word graph.", no_args_is_help=True)
+query_app = typer.Typer(help="Retrieve the images nearest to a query.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(norms_app, name="norms")
+app.add_typer(iwan_app, name="iwan")
+app.add_typer(query_app, name="query")
 
 DbOption = Annotated[
     str | None,
@@ -265,3 +281,132 @@ def norms_download(
         task = progress.add_task("downloading", total=8)
         paths = download_norms(destination, base_url, overwrite=overwrite, on_file=lambda _: progress.advance(task))
     out.print(f"{len(paths)} files in {destination}; load them with: semret norms load {destination}")
+
+
+# --- semret iwan -------------------------------------------------------------------------------
+
+CollectionOption = Annotated[str, typer.Option("--collection", help="The image collection.")]
+
+
+@iwan_app.command("link")
+def iwan_link(
+    ctx: typer.Context,
+    predictions: Annotated[
+        Path, typer.Argument(help=".npz with image_ids, probabilities (images x classes), class_names[, labels].")
+    ],
+    collection: CollectionOption,
+    dataset: Annotated[
+        str | None, typer.Option("--dataset", help="Use the label aliases shipped for this dataset.")
+    ] = None,
+    aliases: Annotated[Path | None, typer.Option("--aliases", help="A label alias file of your own.")] = None,
+    db: DbOption = None,
+) -> None:
+    """Store a collection's images and link each to the norm words of its predicted classes."""
+    if dataset and aliases:
+        raise SemretError("give --dataset or --aliases, not both")
+    alias_table = dataset_aliases(dataset) if dataset else load_aliases(aliases) if aliases else None
+    engine = _engine(ctx, db)
+    migrations.require_current_schema(engine)
+    report = link_predictions(engine, collection, read_predictions(predictions), alias_table)
+    table = Table(title="Class labels -> norm words")
+    for column in ("label", "words", "how"):
+        table.add_column(column)
+    for label_words in report.vocabulary.mapping.values():
+        table.add_row(label_words.label, ", ".join(label_words.words), label_words.how)
+    out.print(table)
+    images, words = report.images, report.image_words
+    out.print(
+        f"collection {collection}: images inserted {images.inserted:,}, updated {images.updated:,}; "
+        f"image words inserted {words.inserted:,}, updated {words.updated:,}, deleted {words.deleted:,}"
+    )
+
+
+@iwan_app.command("build")
+def iwan_build(
+    ctx: typer.Context,
+    collection: CollectionOption,
+    top_iwk: Annotated[int, typer.Option("--top-iwk", help="Words per image (1-10).")] = 4,
+    top_wwk: Annotated[int, typer.Option("--top-wwk", help="Associates per word (1-10).")] = 4,
+    normed_only: Annotated[bool, typer.Option("--normed-only", help="Only normed cue-target pairs.")] = False,
+    backward: Annotated[bool, typer.Option("--backward", help="Add target -> cue edges weighted by BSG.")] = False,
+    db: DbOption = None,
+) -> None:
+    """Build (or rebuild) the IWAN graph of a collection from the loaded norms."""
+    settings = IwanSettings(top_iwk, top_wwk, normed_only, backward)
+    report = build_iwan_graph(_engine(ctx, db), collection, settings)
+    out.print(
+        f"IWAN graph of {collection}: {report.words:,} words, {report.word_edges:,} word edges "
+        f"(top-WWK {top_wwk}), {report.images:,} images with {report.image_links:,} links (top-IWK {top_iwk})"
+    )
+
+
+# --- semret query ------------------------------------------------------------------------------
+
+
+def parse_weighted_words(text: str) -> dict[str, float]:
+    """``"APPLE:0.8,PEAR:0.1"`` -> ``{"APPLE": 0.8, "PEAR": 0.1}``, with clear errors."""
+    weighted: dict[str, float] = {}
+    for item in text.split(","):
+        word, separator, strength = item.rpartition(":")
+        if not separator or not word.strip():
+            raise SemretError(f"--words: {item.strip()!r} is not WORD:STRENGTH (e.g. APPLE:0.8)")
+        try:
+            weighted[word.strip()] = float(strength)
+        except ValueError:
+            raise SemretError(f"--words: strength {strength.strip()!r} of {word.strip()} is not a number") from None
+    return weighted
+
+
+@query_app.command("iwan")
+def query_iwan(
+    ctx: typer.Context,
+    collection: Annotated[
+        str | None, typer.Option("--collection", help="Default: the one collection with an IWAN graph.")
+    ] = None,
+    image_id: Annotated[int | None, typer.Option("--image-id", help="Query with a stored image.")] = None,
+    words: Annotated[str | None, typer.Option("--words", help='Query with words: "APPLE:0.8,PEAR:0.1".')] = None,
+    k: Annotated[int, typer.Option("-k", min=1, help="How many images.")] = 10,
+    in_sql: Annotated[bool, typer.Option("--in-sql", help="Rank the images inside the database.")] = False,
+    as_json: JsonOption = False,
+    db: DbOption = None,
+) -> None:
+    """The k images nearest to a query image or a weighted word list, with the path to each."""
+    if (image_id is None) == (words is None):
+        raise SemretError("give exactly one of --image-id and --words")
+    engine = _engine(ctx, db)
+    name = collection_with_graph(engine, collection)
+    stored = load_iwan(engine, name, with_images=not in_sql)
+    index = stored.index
+    query = (
+        image_query(engine, stored, image_id)
+        if image_id is not None
+        else index.query_from_words(parse_weighted_words(words or ""))
+    )
+    ranker = SqlImageRanker(engine, stored) if in_sql else None
+    distances, ids = index.search([query], k, exclude=[image_id], ranker=ranker)
+    found = [(int(i), float(d)) for i, d in zip(ids[0], distances[0], strict=True) if i != NO_IMAGE]
+    paths = index.explain_links(query, image_links(engine, stored, [i for i, _ in found]))
+    results = [
+        {
+            "rank": rank,
+            "image_id": image,
+            "label": index.labels.get(image),
+            "distance": distance,
+            "path": [step.name for step in paths[image]],
+        }
+        for rank, (image, distance) in enumerate(found, start=1)
+    ]
+    if as_json:
+        query_json = {"image_id": image_id} if image_id is not None else {"words": parse_weighted_words(words or "")}
+        print(json.dumps({"collection": name, "query": query_json, "k": k, "results": results}))
+        return
+    title = f"image {image_id}" if image_id is not None else words
+    table = Table(title=f"IWAN: the {k} images nearest to {title} in {name}")
+    for column in ("rank", "image id", "label", "distance", "path"):
+        table.add_column(column, justify="right" if column in ("rank", "image id", "distance") else "left")
+    for rank, (image, distance) in enumerate(found, start=1):
+        path = " -> ".join(step.name for step in paths[image][1:-1])
+        table.add_row(str(rank), str(image), index.labels.get(image) or "", f"{distance:.4f}", path)
+    out.print(table)
+    if not results:
+        err.print("no image can be reached from this query")

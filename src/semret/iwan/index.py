@@ -18,6 +18,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -30,6 +31,9 @@ from semret.iwan.norms import normalise_word
 
 NO_IMAGE = -1
 
+#: Links of some images: image id -> (word indices, strengths).
+ImageLinks = Mapping[int, tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]]
+
 
 @dataclass(frozen=True)
 class WeightedWords:
@@ -37,6 +41,19 @@ class WeightedWords:
 
     words: npt.NDArray[np.int64]
     strengths: npt.NDArray[np.float64]
+
+
+class ImageRanker(Protocol):
+    """Ranks images from one query's word distances: the k nearest (distances, image ids), ties by
+    id, padded with inf / -1, leaving out the ``exclude`` image. ``min_link_weight`` is a lower
+    bound of every word -> image weight, which the early stop relies on."""
+
+    @property
+    def min_link_weight(self) -> float: ...
+
+    def __call__(
+        self, word_distances: npt.NDArray[np.float64], k: int, exclude: int | None
+    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]: ...
 
 
 @dataclass(frozen=True)
@@ -186,22 +203,45 @@ class IwanIndex:
         out_ids[: len(chosen)] = self.image_ids[positions[chosen]]
         return out_distances, out_ids
 
+    def __call__(
+        self, word_distances: npt.NDArray[np.float64], k: int, exclude: int | None
+    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
+        return self.rank_images(word_distances, k, exclude)
+
+    def rank_images(
+        self, word_distances: npt.NDArray[np.float64], k: int, exclude: int | None = None
+    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
+        """The in-memory `ImageRanker`: the k nearest images given one query's word distances."""
+        positions, distances = self.image_distances(word_distances)
+        if exclude is not None:
+            keep = self.image_ids[positions] != exclude
+            positions, distances = positions[keep], distances[keep]
+        return self._top_k(positions, distances, k)
+
+    @property
+    def min_link_weight(self) -> float:
+        """The lightest word -> image weight of the in-memory links."""
+        return self._min_link_weight
+
     def search(
         self,
         queries: Sequence[WeightedWords],
         k: int = 10,
         exclude: Sequence[int | None] | None = None,
         early_stop: bool = True,
+        ranker: ImageRanker | None = None,
     ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
         """The k nearest images of each query: (distances, image_ids), each of shape (queries, k).
 
         Rows are padded with inf / -1 when fewer than k images are reachable. ``exclude`` gives per
         query an image id to leave out (the query image). With ``early_stop``, Dijkstra stops at a
-        distance bound that is raised until the top k are provably exact.
+        distance bound that is raised until the top k are provably exact. ``ranker`` ranks the
+        images somewhere else (`semret.sql.iwan_store.SqlImageRanker` does it in the database).
         """
         if k < 1:
             raise SemretError(f"k must be at least 1, got {k}")
-        if self.ntotal == 0:
+        rank: ImageRanker = ranker or self
+        if ranker is None and self.ntotal == 0:
             raise SemretError("the IWAN index has no images")
         excluded = list(exclude) if exclude is not None else [None] * len(queries)
         if len(excluded) != len(queries):
@@ -209,31 +249,18 @@ class IwanIndex:
         all_distances = np.full((len(queries), k), np.inf)
         all_ids = np.full((len(queries), k), NO_IMAGE, dtype=np.int64)
         for row, (query, skip) in enumerate(zip(queries, excluded, strict=True)):
-            all_distances[row], all_ids[row] = self._search_one(query, k, skip, early_stop)
+            limit = self._initial_limit(query) if early_stop else np.inf
+            while True:
+                word_distances = self.word_distances([query], limit=limit)
+                assert isinstance(word_distances, np.ndarray)
+                top_distances, top_ids = rank(word_distances[0], k, skip)
+                # Words beyond the limit can only give images a distance >= limit + the lightest
+                # link, so the top k are exact once the k-th found lies strictly below that.
+                if np.isinf(limit) or top_distances[-1] < limit + rank.min_link_weight:
+                    break
+                limit = limit * 2 if np.isfinite(top_distances[-1]) else np.inf
+            all_distances[row], all_ids[row] = top_distances, top_ids
         return all_distances, all_ids
-
-    def _search_one(
-        self, query: WeightedWords, k: int, exclude: int | None, early_stop: bool
-    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
-        skip = None
-        if exclude is not None:
-            position = int(np.searchsorted(self.image_ids, exclude))
-            if position < len(self.image_ids) and self.image_ids[position] == exclude:
-                skip = position
-        limit = self._initial_limit(query) if early_stop else np.inf
-        while True:
-            word_distances = self.word_distances([query], limit=limit)
-            assert isinstance(word_distances, np.ndarray)
-            positions, distances = self.image_distances(word_distances[0])
-            if skip is not None:
-                keep = positions != skip
-                positions, distances = positions[keep], distances[keep]
-            top_distances, top_ids = self._top_k(positions, distances, k)
-            # Words beyond the limit can only give images a distance >= limit + the lightest link,
-            # so the top k are exact once the k-th found lies strictly below that.
-            if np.isinf(limit) or top_distances[-1] < limit + self._min_link_weight:
-                return top_distances, top_ids
-            limit = limit * 2 if np.isfinite(top_distances[-1]) else np.inf
 
     def _initial_limit(self, query: WeightedWords) -> float:
         """A first Dijkstra bound: the farthest query word plus two typical word edges."""
@@ -246,23 +273,30 @@ class IwanIndex:
         position = int(np.searchsorted(self.image_ids, image_id))
         if position >= len(self.image_ids) or self.image_ids[position] != image_id:
             raise SemretError(f"image {image_id} is not in this IWAN index")
+        start = self._image_starts[position]
+        end = self._image_starts[position + 1] if position + 1 < len(self._image_starts) else len(self._link_images)
+        links = self._link_words[start:end], 1.0 / self._link_weights[start:end]
+        return self.explain_links(query, {image_id: links})[image_id]
+
+    def explain_links(self, query: WeightedWords, links: ImageLinks) -> dict[int, list[PathStep]]:
+        """Paths to images whose links (word indices, strengths) are given, e.g. read from SQL."""
         result = self.word_distances([query], predecessors=True)
         assert isinstance(result, tuple)
         distances, previous = result[0][0], result[1][0]
-        start = self._image_starts[position]
-        end = self._image_starts[position + 1] if position + 1 < len(self._image_starts) else len(self._link_images)
-        through = distances[self._link_words[start:end]] + self._link_weights[start:end]
-        if not np.isfinite(through).any():
-            raise SemretError(f"image {image_id} cannot be reached from this query")
-        best = start + int(np.argmin(through))
-        chain = [int(self._link_words[best])]
-        while previous[chain[-1]] >= 0 and previous[chain[-1]] < len(self.words):
-            chain.append(int(previous[chain[-1]]))
-        steps = [PathStep("query", "query", 0.0)]
-        steps += [PathStep("word", self.words[w], float(distances[w])) for w in reversed(chain)]
-        label = self.labels.get(image_id)
-        steps.append(PathStep("image", f"{image_id}" + (f" ({label})" if label else ""), float(through.min())))
-        return steps
+        paths = {}
+        for image_id, (words, strengths) in links.items():
+            through = distances[words] + 1.0 / strengths
+            if not np.isfinite(through).any():
+                raise SemretError(f"image {image_id} cannot be reached from this query")
+            chain = [int(words[int(np.argmin(through))])]
+            while 0 <= previous[chain[-1]] < len(self.words):
+                chain.append(int(previous[chain[-1]]))
+            steps = [PathStep("query", "query", 0.0)]
+            steps += [PathStep("word", self.words[w], float(distances[w])) for w in reversed(chain)]
+            label = self.labels.get(image_id)
+            steps.append(PathStep("image", f"{image_id}" + (f" ({label})" if label else ""), float(through.min())))
+            paths[image_id] = steps
+        return paths
 
 
 def _close(word: str, vocabulary: Sequence[str]) -> list[str]:

@@ -82,24 +82,26 @@ def _copy_rows(
     return written
 
 
-def create_staging_table(conn: Connection, like: Table, columns: Sequence[str], key: Sequence[str]) -> Table:
-    """A temporary table with ``columns`` of ``like`` (same types) and primary key ``key``.
+def create_temporary_table(conn: Connection, prefix: str, columns: Sequence[Column[Any]], key: Sequence[str]) -> Table:
+    """A temporary table of ``columns`` with primary key ``key``, under a unique name.
 
     It lives until `drop_staging_table` or the end of the database session.
     """
-    staging = Table(
-        f"semret_stage_{like.name}_{uuid4().hex[:8]}",
-        MetaData(),
-        *(Column(name, like.c[name].type, nullable=name not in key) for name in columns),
-        PrimaryKeyConstraint(*key),
-        prefixes=["TEMPORARY"],
+    table = Table(
+        f"semret_{prefix}_{uuid4().hex[:8]}", MetaData(), *columns, PrimaryKeyConstraint(*key), prefixes=["TEMPORARY"]
     )
-    staging.create(conn)
-    return staging
+    table.create(conn)
+    return table
+
+
+def create_staging_table(conn: Connection, like: Table, columns: Sequence[str], key: Sequence[str]) -> Table:
+    """A temporary table with ``columns`` of ``like`` (same types) and primary key ``key``."""
+    copies = [Column(name, like.c[name].type, nullable=name not in key) for name in columns]
+    return create_temporary_table(conn, f"stage_{like.name}", copies, key)
 
 
 def drop_staging_table(conn: Connection, staging: Table) -> None:
-    """Drop a table made by `create_staging_table`."""
+    """Drop a table made by `create_staging_table` or `create_temporary_table`."""
     staging.drop(conn)
 
 
