@@ -96,7 +96,7 @@ def test_the_shipped_sample_loads(sqlite_url: str) -> None:
     assert result.exit_code == 0, result.output
     assert "Cue_Target_Pairs.sample" in result.stdout
     stats = json.loads(semret("norms", "stats", "--json", "--db", sqlite_url).stdout)
-    assert stats["pairs"] == 2353 and stats["cues"] == 147
+    assert stats["pairs"] == 2353 and stats["cues"] == 376
     shirt = json.loads(semret("norms", "show", "SHIRT", "-n", "1", "--json", "--db", sqlite_url).stdout)
     assert shirt["forward"][0]["word"] == "PANTS"
 
