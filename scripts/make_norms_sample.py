@@ -2,7 +2,8 @@
 
 The sample holds every line whose cue is a clothing or footwear word (the words of Fashion-MNIST's
 classes and their aliases) or one of their associates that is itself a cue, and every line whose
-target is such a word, so that the embedded demo maps all its labels and has a connected graph. Lines are copied unchanged, in the original Appendix A format.
+target is such a word, so that the embedded demo maps all its labels and has a connected graph.
+Lines are copied unchanged, in the original Appendix A format.
 
     uv run python scripts/make_norms_sample.py ../shared/data/usf-norms
 """

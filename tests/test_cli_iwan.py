@@ -1,0 +1,89 @@
+"""`semret iwan link/build` and `semret query iwan` through Typer's test runner, on both backends."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner, Result
+
+from semret.cli import app, parse_weighted_words
+from semret.errors import SemretError
+
+FIXTURES = Path(__file__).parent / "fixtures" / "norms"
+runner = CliRunner()
+
+
+def semret(*args: str | Path) -> Result:
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def ok(*args: str | Path) -> Result:
+    result = semret(*args)
+    assert result.exit_code == 0, result.output
+    return result
+
+
+@pytest.fixture
+def linked(database_url: str, tmp_path: Path) -> str:
+    """A database with the fixture norms and a collection 'snacks' of 4 linked images."""
+    ok("db", "upgrade", "--db", database_url)
+    ok("norms", "load", FIXTURES, "--db", database_url)
+    predictions = tmp_path / "predictions.npz"
+    np.savez(
+        predictions,
+        image_ids=np.array([1, 2, 3, 4]),
+        probabilities=np.array([[0.9, 0.1, 0.0], [0.2, 0.8, 0.0], [0.0, 0.0, 1.0], [0.6, 0.4, 0.0]]),
+        class_names=np.array(["apple", "pear", "hot_dog"]),
+        labels=np.array(["apple", "pear", "hot_dog", "apple"]),
+    )
+    result = ok("iwan", "link", predictions, "--collection", "snacks", "--db", database_url)
+    assert "hot_dog" in result.stdout and "HOT DOGS" in result.stdout and "variant" in result.stdout
+    assert "images inserted 4" in result.stdout
+    return database_url
+
+
+def test_build_and_query_by_image_and_by_words(linked: str) -> None:
+    built = ok("iwan", "build", "--collection", "snacks", "--top-iwk", "2", "--db", linked)
+    assert "4 images with 7 links (top-IWK 2)" in built.stdout
+
+    by_image = json.loads(ok("query", "iwan", "--image-id", "1", "-k", "3", "--json", "--db", linked).stdout)
+    assert by_image["collection"] == "snacks"
+    # image 1 is APPLE 0.9 + PEAR 0.1; image 4 is APPLE 0.6, image 2 APPLE 0.2, image 3 (HOT DOGS) unreachable;
+    # image 1 itself is left out
+    assert [r["image_id"] for r in by_image["results"]] == [4, 2]
+    assert [r["distance"] for r in by_image["results"]] == pytest.approx([1 / 0.9 + 1 / 0.6, 1 / 0.9 + 1 / 0.2])
+    first = by_image["results"][0]
+    assert first["label"] == "apple" and first["path"][0] == "query" and first["path"][-1] == "4 (apple)"
+
+    in_sql = json.loads(ok("query", "iwan", "--image-id", "1", "-k", "3", "--json", "--in-sql", "--db", linked).stdout)
+    assert in_sql["results"] == by_image["results"]
+
+    table = ok("query", "iwan", "--words", "pear:1.0", "-k", "2", "--db", linked).stdout
+    assert "IWAN: the 2 images nearest to pear:1.0 in snacks" in table and "PEAR" in table
+
+
+def test_query_errors_are_clear(linked: str) -> None:
+    neither = semret("query", "iwan", "--db", linked)
+    assert neither.exit_code == 1 and "exactly one of --image-id and --words" in neither.stderr
+    no_graph = semret("query", "iwan", "--image-id", "1", "--db", linked)
+    assert no_graph.exit_code == 1 and "no collection has an IWAN graph yet" in no_graph.stderr
+    ok("iwan", "build", "--collection", "snacks", "--db", linked)
+    unknown = semret("query", "iwan", "--words", "peer:0.5", "--db", linked)
+    assert unknown.exit_code == 1 and "unknown word 'peer'" in unknown.stderr and "PEAR" in unknown.stderr
+    missing = semret("query", "iwan", "--image-id", "99", "--db", linked)
+    assert missing.exit_code == 1 and "image 99 is not in collection 'snacks'" in missing.stderr
+    bad_k = semret("iwan", "build", "--collection", "snacks", "--top-wwk", "11", "--db", linked)
+    assert bad_k.exit_code == 1 and "top-wwk must be between 1 and 10" in bad_k.stderr
+    other = semret("iwan", "build", "--collection", "other", "--db", linked)
+    assert other.exit_code == 1 and "unknown collection 'other' (collections: snacks)" in other.stderr
+
+
+def test_weighted_words_are_parsed_with_clear_errors() -> None:
+    assert parse_weighted_words("HOT DOGS:0.5, b & e:1") == {"HOT DOGS": 0.5, "b & e": 1.0}
+    with pytest.raises(SemretError, match="'APPLE' is not WORD:STRENGTH"):
+        parse_weighted_words("APPLE")
+    with pytest.raises(SemretError, match="strength 'high' of APPLE is not a number"):
+        parse_weighted_words("APPLE:high")
