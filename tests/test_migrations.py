@@ -80,3 +80,17 @@ def test_migrations_ship_inside_the_package() -> None:
     script_location = Path(migrations.alembic_config().get_main_option("script_location") or "")
     assert script_location == package / "alembic"
     assert any((script_location / "versions").glob("0001_*.py"))
+
+
+def test_stepping_down_to_0001_keeps_the_norms(engine: Engine) -> None:
+    from semret.iwan.norms import find_norms_files, read_norms_file
+    from semret.sql.norms_store import load_norms, norms_stats
+
+    migrations.upgrade(engine)
+    load_norms(engine, [read_norms_file(p) for p in find_norms_files([Path(__file__).parent / "fixtures" / "norms"])])
+    migrations.downgrade(engine, "0001")
+    assert tables(engine) == {"words", "norm_sources", "norm_pairs"}
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM norm_pairs")).scalar_one() == 15
+    migrations.upgrade(engine)
+    assert norms_stats(engine).pairs == 15
