@@ -99,7 +99,8 @@ class IwanIndex:
         order = np.lexsort((link_word_array, ids))
         self._link_images = ids[order]
         self._link_words = link_word_array[order]
-        self._link_weights = 1.0 / strengths[order]
+        self._link_strengths = strengths[order]
+        self._link_weights = 1.0 / self._link_strengths
         self.image_ids, self._image_starts, self._link_image_positions = np.unique(
             self._link_images, return_index=True, return_inverse=True
         )
@@ -141,7 +142,7 @@ class IwanIndex:
             raise SemretError(f"image {image_id} is not in this IWAN index ({self.ntotal:,} images)")
         start = self._image_starts[position]
         end = self._image_starts[position + 1] if position + 1 < len(self._image_starts) else len(self._link_images)
-        return WeightedWords(self._link_words[start:end].copy(), 1.0 / self._link_weights[start:end])
+        return WeightedWords(self._link_words[start:end].copy(), self._link_strengths[start:end].copy())
 
     # --- search ------------------------------------------------------------------------------
 
@@ -270,13 +271,8 @@ class IwanIndex:
 
     def explain(self, query: WeightedWords, image_id: int) -> list[PathStep]:
         """The shortest path query -> words -> image that gives the image its distance."""
-        position = int(np.searchsorted(self.image_ids, image_id))
-        if position >= len(self.image_ids) or self.image_ids[position] != image_id:
-            raise SemretError(f"image {image_id} is not in this IWAN index")
-        start = self._image_starts[position]
-        end = self._image_starts[position + 1] if position + 1 < len(self._image_starts) else len(self._link_images)
-        links = self._link_words[start:end], 1.0 / self._link_weights[start:end]
-        return self.explain_links(query, {image_id: links})[image_id]
+        own = self.query_for_image(image_id)
+        return self.explain_links(query, {image_id: (own.words, own.strengths)})[image_id]
 
     def explain_links(self, query: WeightedWords, links: ImageLinks) -> dict[int, list[PathStep]]:
         """Paths to images whose links (word indices, strengths) are given, e.g. read from SQL."""
