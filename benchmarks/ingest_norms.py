@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -24,6 +22,8 @@ import tempfile
 import time
 from contextlib import ExitStack
 from pathlib import Path
+
+from common import machine_line, start_postgres
 
 TARGET_SECONDS = {"sqlite": 20.0, "postgresql": 10.0}
 
@@ -73,16 +73,6 @@ def run_in_child(norms_dir: Path, url: str) -> dict[str, float]:
     return result
 
 
-def start_postgres(stack: ExitStack) -> str:
-    """A throwaway PostgreSQL (pgserver) for the run; stopped when ``stack`` closes."""
-    import pgserver
-
-    folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="semret-bench-pg-"))
-    server = pgserver.get_server(folder, cleanup_mode="stop")
-    stack.callback(server.cleanup)
-    return server.get_uri().replace("postgresql://", "postgresql+psycopg://", 1)
-
-
 def summarise(backend: str, runs: list[dict[str, float]]) -> str:
     """One markdown table row: medians over the runs, and the worst total."""
 
@@ -125,7 +115,7 @@ def main() -> None:
                 print(f"{backend} run {number}: total {runs[-1]['total_s']:.2f} s", file=sys.stderr)
             rows.append(summarise(backend, runs))
 
-    print(f"Machine: {platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}")
+    print(machine_line())
     print(f"Runs per backend: {args.repeat} (medians; 'worst' is the slowest total)\n")
     print(
         "| backend | pairs | parse s | load s | parse + load s | worst s | target met | "

@@ -82,14 +82,17 @@ def _copy_rows(
     return written
 
 
+def temporary_table(name: str, columns: Sequence[Column[Any]], key: Sequence[str]) -> Table:
+    """The definition of a temporary table (create it with ``table.create(conn)``)."""
+    return Table(name, MetaData(), *columns, PrimaryKeyConstraint(*key), prefixes=["TEMPORARY"])
+
+
 def create_temporary_table(conn: Connection, prefix: str, columns: Sequence[Column[Any]], key: Sequence[str]) -> Table:
     """A temporary table of ``columns`` with primary key ``key``, under a unique name.
 
     It lives until `drop_staging_table` or the end of the database session.
     """
-    table = Table(
-        f"semret_{prefix}_{uuid4().hex[:8]}", MetaData(), *columns, PrimaryKeyConstraint(*key), prefixes=["TEMPORARY"]
-    )
+    table = temporary_table(f"semret_{prefix}_{uuid4().hex[:8]}", columns, key)
     table.create(conn)
     return table
 
@@ -106,7 +109,7 @@ def drop_staging_table(conn: Connection, staging: Table) -> None:
 
 
 def analyse(conn: Connection, table: Table) -> None:
-    """Refresh the planner's statistics of ``table`` (after a bulk write into a fresh table)."""
+    """Refresh the planner's statistics of ``table`` after a bulk write (PostgreSQL and SQLite)."""
     quoted = conn.dialect.identifier_preparer.quote(table.name)
     conn.exec_driver_sql(f"ANALYZE {quoted}")
 
@@ -168,6 +171,8 @@ def stage_and_merge(
         bulk_insert(conn, staging, staging.c.keys(), rows, on_batch=on_batch)
         if conn.dialect.name == "postgresql":
             analyse(conn, staging)
-        return merge_from_staging(conn, target, staging, key, values, owned(staging) if owned else None)
+        counts = merge_from_staging(conn, target, staging, key, values, owned(staging) if owned else None)
     finally:
         drop_staging_table(conn, staging)
+    analyse(conn, target)  # fresh statistics, or the planner keeps guessing from an empty table
+    return counts

@@ -17,18 +17,24 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import Column, Engine, Float, Integer, Table, cast, delete, func, insert, literal, select
+from sqlalchemy import Column, Engine, Float, Integer, Select, Table, cast, delete, func, insert, literal, select
 
 from semret.errors import SemretError
 from semret.iwan.graph import IwanSettings, WordEdges, select_word_edges
 from semret.iwan.index import NO_IMAGE, IwanIndex, WeightedWords
-from semret.sql.bulk import bulk_insert, create_temporary_table, drop_staging_table
+from semret.sql.bulk import analyse, bulk_insert, temporary_table
 from semret.sql.engine import connect
 from semret.sql.images_store import COLLECTIONS, IMAGE_WORDS, IMAGES, collection_id
 from semret.sql.migrations import require_current_schema
 from semret.sql.models import IwanGraph, IwanWordEdge, NormPair, Word
 
 GRAPHS: Table = IwanGraph.__table__  # type: ignore[assignment]
+#: The staging table of one query's word distances (temporary: each connection has its own).
+WORD_DISTANCES = temporary_table(
+    "semret_word_distances",
+    [Column("word_id", Integer, nullable=False), Column("distance", Float, nullable=False)],
+    ("word_id",),
+)
 EDGES: Table = IwanWordEdge.__table__  # type: ignore[assignment]
 PAIRS: Table = NormPair.__table__  # type: ignore[assignment]
 WORDS: Table = Word.__table__  # type: ignore[assignment]
@@ -177,10 +183,10 @@ def image_query(engine: Engine, stored: StoredIwan, image_id: int) -> WeightedWo
 class SqlImageRanker:
     """Ranks a collection's images in the database from one query's word distances.
 
-    One SQL statement: the finite word distances are staged (COPY / executemany), joined to the
-    image words of rank <= top-IWK, and each image's distance is MIN(word distance + 1 / strength),
-    ordered by distance then image id, LIMIT k. Same arithmetic as the fast path, so the same
-    results, on PostgreSQL and SQLite.
+    One SQL statement: the finite word distances are staged (COPY / executemany) in a temporary
+    table, joined to the image words of rank <= top-IWK, and each image's distance is
+    MIN(word distance + 1 / strength), ordered by distance then image id, LIMIT k. Same arithmetic
+    as the fast path, so the same results, on PostgreSQL and SQLite.
     """
 
     #: A lower bound of every link weight (strengths are at most 1), for the early stop.
@@ -197,34 +203,43 @@ class SqlImageRanker:
         out_distances = np.full(k, np.inf)
         out_ids = np.full(k, NO_IMAGE, dtype=np.int64)
         with connect(self.engine) as conn:
-            columns = [Column("word_id", Integer, nullable=False), Column("distance", Float, nullable=False)]
-            staging = create_temporary_table(conn, "word_distances", columns, ("word_id",))
+            WORD_DISTANCES.create(conn)
             try:
                 rows = zip(self.stored.word_ids[reached].tolist(), word_distances[reached].tolist(), strict=True)
-                bulk_insert(conn, staging, ("word_id", "distance"), rows)
-                one = cast(literal(1.0), Float)
-                distance = func.min(staging.c.distance + one / IMAGE_WORDS.c.strength).label("distance")
-                statement = (
-                    select(IMAGES.c.image_id, distance)
-                    .select_from(IMAGE_WORDS)
-                    .join(staging, staging.c.word_id == IMAGE_WORDS.c.word_id)
-                    .join(IMAGES, IMAGES.c.id == IMAGE_WORDS.c.image_key)
-                    .where(
-                        IMAGES.c.collection_id == self.stored.collection_id,
-                        IMAGE_WORDS.c.rank <= self.stored.index.settings.top_iwk,
-                    )
-                    .group_by(IMAGES.c.image_id)
-                    .order_by(distance, IMAGES.c.image_id)
-                    .limit(k)
-                )
-                if exclude is not None:
-                    statement = statement.where(IMAGES.c.image_id != exclude)
-                found = conn.execute(statement).all()
+                bulk_insert(conn, WORD_DISTANCES, ("word_id", "distance"), rows)
+                analyse(conn, WORD_DISTANCES)
+                found = conn.execute(self._statement(k, exclude)).all()
             finally:
-                drop_staging_table(conn, staging)
+                WORD_DISTANCES.drop(conn)
         for column, (image_id, value) in enumerate(found):
             out_ids[column], out_distances[column] = image_id, value
         return out_distances, out_ids
+
+    def _statement(self, k: int, exclude: int | None) -> Select[Any]:
+        """From the reached words to their links (word_id index), each image's minimum, then the
+        collection's k nearest; the same statement text every time, so it is compiled once."""
+        one = cast(literal(1.0), Float)
+        best = (
+            select(
+                IMAGE_WORDS.c.image_key,
+                func.min(WORD_DISTANCES.c.distance + one / IMAGE_WORDS.c.strength).label("distance"),
+            )
+            .select_from(WORD_DISTANCES)
+            .join(IMAGE_WORDS, IMAGE_WORDS.c.word_id == WORD_DISTANCES.c.word_id)
+            .where(IMAGE_WORDS.c.rank <= self.stored.index.settings.top_iwk)
+            .group_by(IMAGE_WORDS.c.image_key)
+            .subquery("best")
+        )
+        statement = (
+            select(IMAGES.c.image_id, best.c.distance)
+            .join_from(best, IMAGES, IMAGES.c.id == best.c.image_key)
+            .where(IMAGES.c.collection_id == self.stored.collection_id)
+            .order_by(best.c.distance, IMAGES.c.image_id)
+            .limit(k)
+        )
+        if exclude is not None:
+            statement = statement.where(IMAGES.c.image_id != exclude)
+        return statement
 
 
 def image_links(
