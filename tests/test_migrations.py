@@ -24,6 +24,8 @@ SEMRET_TABLES = {
     "image_words",
     "iwan_graphs",
     "iwan_word_edges",
+    "hash_models",
+    "image_hashes",
 }
 
 

@@ -14,6 +14,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
 
+import numpy as np
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -25,6 +26,9 @@ from typer.core import TyperGroup
 
 from semret import __version__
 from semret.errors import SemretError
+from semret.hashing.class_embeddings import class_embeddings
+from semret.hashing.hasher import SemanticHasher
+from semret.hashing.retrieval import SemanticHashIndex
 from semret.iwan.graph import IwanSettings
 from semret.iwan.index import NO_IMAGE
 from semret.iwan.links import link_predictions, read_predictions
@@ -33,6 +37,7 @@ from semret.iwan.norms_download import USF_BASE_URL, download_norms
 from semret.iwan.vocabulary import dataset_aliases, load_aliases
 from semret.sql import migrations
 from semret.sql.engine import describe_url, make_engine
+from semret.sql.hash_store import hamming_search_in_db, load_hashes, model_by_name, register_model, store_hashes
 from semret.sql.iwan_store import (
     SqlImageRanker,
     build_iwan_graph,
@@ -42,8 +47,10 @@ from semret.sql.iwan_store import (
     load_iwan,
 )
 from semret.sql.norms_store import NormsLoadReport, load_norms, norms_stats, word_associates
+from semret.vision.arrays import read_labelled_arrays
+from semret.vision.hierarchy import ClassHierarchy, available_hierarchies
 
-out = Console(soft_wrap=True)
+console = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
 MAX_SKIPPED_SHOWN = 20
@@ -74,9 +81,11 @@ db_app = typer.Typer(help="Create, migrate and inspect the database schema.", no
 norms_app = typer.Typer(help="The USF free-association norms: download, load, inspect.", no_args_is_help=True)
 iwan_app = typer.Typer(help="IWAN: link images to words and build the image-word graph.", no_args_is_help=True)
 query_app = typer.Typer(help="Retrieve the images nearest to a query.", no_args_is_help=True)
+hash_app = typer.Typer(help="Semantic hashing: train the hash network, encode images.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(norms_app, name="norms")
 app.add_typer(iwan_app, name="iwan")
+app.add_typer(hash_app, name="hash")
 app.add_typer(query_app, name="query")
 
 DbOption = Annotated[
@@ -93,7 +102,7 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of 
 
 def _version(value: bool) -> None:
     if value:
-        out.print(f"semret {__version__}")
+        console.print(f"semret {__version__}")
         raise typer.Exit()
 
 
@@ -128,7 +137,7 @@ def _print_revision(engine: Engine) -> None:
         state = f"behind: the newest is {status.head}"
     else:
         state = "unknown to this semret (made by a newer version)"
-    out.print(f"{describe_url(engine.url)}: revision {status.current or 'none'} ({state})")
+    console.print(f"{describe_url(engine.url)}: revision {status.current or 'none'} ({state})")
 
 
 @db_app.command("upgrade")
@@ -175,8 +184,8 @@ def _print_load_report(report: NormsLoadReport) -> None:
         table.add_column(column, justify="right" if column in ("rows", "skipped") else "left")
     for source in report.sources:
         table.add_row(source.name, f"{source.rows:,}", f"{source.skipped:,}", source.status)
-    out.print(table)
-    out.print(
+    console.print(table)
+    console.print(
         f"words added {report.words_added:,}; pairs inserted {report.pairs_inserted:,}, "
         f"updated {report.pairs_updated:,}, deleted {report.pairs_deleted:,}"
         + ("" if report.changed else " (nothing changed)")
@@ -239,7 +248,7 @@ def norms_stats_command(ctx: typer.Context, as_json: JsonOption = False, db: DbO
     table.add_column("count", justify="right")
     for name, value in asdict(stats).items():
         table.add_row(name.replace("_", " "), f"{value:,}")
-    out.print(table)
+    console.print(table)
 
 
 @norms_app.command("show")
@@ -267,7 +276,7 @@ def norms_show(
             table.add_row(str(rank), a.word, f"{a.fsg:.3f}", normed, f"{a.producers}/{a.group_size}")
         if not associates:
             table.add_row("", "(none)", "", "", "")
-        out.print(table)
+        console.print(table)
 
 
 @norms_app.command("download")
@@ -280,7 +289,7 @@ def norms_download(
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=err) as progress:
         task = progress.add_task("downloading", total=8)
         paths = download_norms(destination, base_url, overwrite=overwrite, on_file=lambda _: progress.advance(task))
-    out.print(f"{len(paths)} files in {destination}; load them with: semret norms load {destination}")
+    console.print(f"{len(paths)} files in {destination}; load them with: semret norms load {destination}")
 
 
 # --- semret iwan -------------------------------------------------------------------------------
@@ -313,9 +322,9 @@ def iwan_link(
         table.add_column(column)
     for label_words in report.vocabulary.mapping.values():
         table.add_row(label_words.label, ", ".join(label_words.words), label_words.how)
-    out.print(table)
+    console.print(table)
     images, words = report.images, report.image_words
-    out.print(
+    console.print(
         f"collection {collection}: images inserted {images.inserted:,}, updated {images.updated:,}; "
         f"image words inserted {words.inserted:,}, updated {words.updated:,}, deleted {words.deleted:,}"
     )
@@ -334,7 +343,7 @@ def iwan_build(
     """Build (or rebuild) the IWAN graph of a collection from the loaded norms."""
     settings = IwanSettings(top_iwk, top_wwk, normed_only, backward)
     report = build_iwan_graph(_engine(ctx, db), collection, settings)
-    out.print(
+    console.print(
         f"IWAN graph of {collection}: {report.words:,} words, {report.word_edges:,} word edges "
         f"(top-WWK {top_wwk}), {report.images:,} images with {report.image_links:,} links (top-IWK {top_iwk})"
     )
@@ -407,6 +416,163 @@ def query_iwan(
     for rank, (image, distance) in enumerate(found, start=1):
         path = " -> ".join(step.name for step in paths[image][1:-1])
         table.add_row(str(rank), str(image), index.labels.get(image) or "", f"{distance:.4f}", path)
-    out.print(table)
+    console.print(table)
     if not results:
         err.print("no image can be reached from this query")
+
+
+# --- semret hash -------------------------------------------------------------------------------
+
+
+def load_hierarchy(name_or_path: str) -> ClassHierarchy:
+    """A hierarchy shipped with semret (by name) or read from a file."""
+    if name_or_path in available_hierarchies():
+        return ClassHierarchy.packaged(name_or_path)
+    if not Path(name_or_path).exists():
+        raise SemretError(f"no hierarchy {name_or_path!r}: give a file or one of {', '.join(available_hierarchies())}")
+    return ClassHierarchy.from_file(name_or_path)
+
+
+class _StageProgress:
+    """A rich progress bar per stage ("features", "training", "encoding") of long work."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.tasks: dict[str, Any] = {}
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if stage not in self.tasks:
+            self.tasks[stage] = self.progress.add_task(stage, total=total)
+        self.progress.update(self.tasks[stage], completed=done)
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err
+    )
+
+
+@hash_app.command("train")
+def hash_train(
+    data: Annotated[Path, typer.Argument(help=".npz with image_ids, labels, class_names and images or features.")],
+    hierarchy: Annotated[str, typer.Option("--hierarchy", help="cifar100, fashion-mnist, or a hierarchy file.")],
+    out: Annotated[Path, typer.Option("--out", help="Where to write the model checkpoint.")],
+    bits: Annotated[int, typer.Option("--bits", help="Hash layer units = code length.")] = 48,
+    epochs: Annotated[int, typer.Option("--epochs")] = 30,
+    batch_size: Annotated[int, typer.Option("--batch-size")] = 128,
+    learning_rate: Annotated[float, typer.Option("--lr", help="SGD learning rate.")] = 1e-3,
+    momentum: Annotated[float, typer.Option("--momentum")] = 0.9,
+    weight_decay: Annotated[float, typer.Option("--weight-decay")] = 0.0,
+    classification_weight: Annotated[
+        float, typer.Option("--classification-weight", help="Weight of an added cross-entropy term.")
+    ] = 0.0,
+    backbone: Annotated[
+        str | None, typer.Option("--backbone", help="alexnet, efficientnet-lite0 or small-cnn (for images).")
+    ] = None,
+    weights: Annotated[str | None, typer.Option("--weights", help="imagenet, none, or a .pth file.")] = None,
+    finetune: Annotated[bool, typer.Option("--finetune", help="Train the backbone too (end to end).")] = False,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+) -> None:
+    """Train the semantic hash network on labelled images or features; write a checkpoint."""
+    arrays = read_labelled_arrays(data)
+    if arrays.kind == "images" and backbone is None:
+        raise SemretError(f"{data} holds images: choose a --backbone to encode them")
+    if arrays.kind == "features" and backbone is not None:
+        raise SemretError(f"{data} holds features already: leave out --backbone")
+    classes = load_hierarchy(hierarchy)
+    classes.require_classes(arrays.class_names)
+    targets = class_embeddings(classes, arrays.class_names)
+    hasher = SemanticHasher(
+        bits, epochs, batch_size, learning_rate, momentum, weight_decay, classification_weight,
+        backbone, weights, finetune, seed,
+    )  # fmt: skip
+    with _progress() as progress:
+        hasher.fit(arrays.data, arrays.labels, targets, arrays.class_names, progress=_StageProgress(progress))
+    hasher.save(out)
+    accuracy = float(np.mean(hasher.predict_classes(arrays.data) == arrays.labels))
+    console.print(
+        f"trained on {len(arrays.labels):,} {arrays.kind}: final loss {hasher.loss_history_[-1]:.4f}, "
+        f"training accuracy (nearest class embedding) {accuracy:.3f}; model written to {out}"
+    )
+
+
+@hash_app.command("encode")
+def hash_encode(
+    ctx: typer.Context,
+    model: Annotated[Path, typer.Argument(help="A checkpoint written by `semret hash train`.")],
+    data: Annotated[Path, typer.Argument(help=".npz with image_ids, labels, class_names and images or features.")],
+    collection: CollectionOption,
+    name: Annotated[
+        str | None, typer.Option("--name", help="The model's name in the store (default: file stem).")
+    ] = None,
+    db: DbOption = None,
+) -> None:
+    """Encode a collection's images to embeddings and binary codes, and store them."""
+    hasher = SemanticHasher.load(model)
+    arrays = read_labelled_arrays(data)
+    engine = _engine(ctx, db)
+    migrations.require_current_schema(engine)
+    with _progress() as progress:
+        encoded = hasher.encode(arrays.data, progress=_StageProgress(progress))
+    stored_model = register_model(engine, name or model.stem, hasher, model)
+    counts = store_hashes(engine, stored_model, collection, arrays.image_ids, encoded, arrays.label_names())
+    console.print(
+        f"model {stored_model.name} ({stored_model.n_bits} bits): {len(arrays.image_ids):,} images of "
+        f"{collection} encoded; stored {counts.inserted:,} new, {counts.updated:,} changed"
+    )
+
+
+@query_app.command("hash")
+def query_hash(
+    ctx: typer.Context,
+    collection: CollectionOption,
+    model: Annotated[str, typer.Option("--model", help="The hash model's name in the store.")],
+    image_id: Annotated[int, typer.Option("--image-id", help="Query with a stored image.")],
+    mode: Annotated[str, typer.Option("--mode", help="exact (cosine), hamming, or rerank.")] = "rerank",
+    k: Annotated[int, typer.Option("-k", min=1, help="How many images.")] = 10,
+    shortlist: Annotated[int | None, typer.Option("--shortlist", help="Hamming shortlist m (default 2k).")] = None,
+    in_db: Annotated[bool, typer.Option("--in-db", help="Hamming top-k inside PostgreSQL (mode hamming).")] = False,
+    as_json: JsonOption = False,
+    db: DbOption = None,
+) -> None:
+    """The k images nearest to a stored image by semantic hashing: exact cosine, Hamming, or
+    Hamming shortlist then cosine re-rank (the published default)."""
+    engine = _engine(ctx, db)
+    stored_model = model_by_name(engine, model)
+    if in_db and mode != "hamming":
+        raise SemretError("--in-db ranks by Hamming distance: use it with --mode hamming")
+    stored = load_hashes(engine, stored_model, collection)
+    position = int(np.searchsorted(stored.image_ids, image_id))
+    if position >= len(stored.image_ids) or stored.image_ids[position] != image_id:
+        raise SemretError(f"image {image_id} has no code of model {model!r} in collection {collection!r}")
+    if in_db:
+        distances, ids = hamming_search_in_db(engine, stored_model, collection, stored.codes[position], k, image_id)
+        scores = -distances.astype(np.float64)
+    else:
+        index = SemanticHashIndex(stored_model.n_bits, stored_model.embedding_dim, mode, shortlist)  # type: ignore[arg-type]
+        index.add(stored.image_ids, stored.embeddings, stored.codes)
+        found_scores, found_ids = index.search(
+            stored.embeddings[position : position + 1], stored.codes[position : position + 1], k + 1
+        )
+        keep = found_ids[0] != image_id  # leave the query image out
+        scores, ids = found_scores[0][keep][:k].astype(np.float64), found_ids[0][keep][:k]
+    labels = dict(zip(stored.image_ids.tolist(), stored.labels, strict=True))
+    results = [
+        {"rank": rank, "image_id": int(i), "label": labels.get(int(i)), "score": float(s)}
+        for rank, (i, s) in enumerate(zip(ids, scores, strict=True), start=1)
+        if i != NO_IMAGE
+    ]
+    if as_json:
+        print(
+            json.dumps(
+                {"collection": collection, "model": model, "mode": mode, "image_id": image_id, "results": results}
+            )
+        )
+        return
+    score_name = "-Hamming distance" if mode == "hamming" else "cosine"
+    table = Table(title=f"{mode}: the {k} images nearest to image {image_id} in {collection} (model {model})")
+    for column in ("rank", "image id", "label", score_name):
+        table.add_column(column, justify="left" if column == "label" else "right")
+    for row in results:
+        table.add_row(str(row["rank"]), str(row["image_id"]), str(row["label"] or ""), f"{row['score']:.4f}")
+    console.print(table)

@@ -18,8 +18,10 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
+    Text,
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -180,3 +182,33 @@ class IwanWordEdge(Base):
     source_word_id: Mapped[int] = mapped_column(ForeignKey("words.id"), primary_key=True)
     target_word_id: Mapped[int] = mapped_column(ForeignKey("words.id"), primary_key=True)
     strength: Mapped[float] = mapped_column(Float)
+
+
+class HashModel(Base):
+    """A trained semantic hash model known to the store: its name, code length, embedding size,
+    config (JSON) and the checksum of the checkpoint its codes were made with."""
+
+    __tablename__ = "hash_models"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    n_bits: Mapped[int] = mapped_column(Integer)
+    embedding_dim: Mapped[int] = mapped_column(Integer)
+    config: Mapped[str] = mapped_column(Text)
+    checkpoint_sha256: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ImageHash(Base):
+    """An image's embedding (float32 bytes) and binary code (packed bytes) under one hash model.
+    ``code_int`` holds codes of at most 64 bits as a signed integer, for Hamming search in SQL."""
+
+    __tablename__ = "image_hashes"
+
+    model_id: Mapped[int] = mapped_column(ForeignKey("hash_models.id", ondelete="CASCADE"), primary_key=True)
+    image_key: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), ForeignKey("images.id", ondelete="CASCADE"), primary_key=True
+    )
+    code: Mapped[bytes] = mapped_column(LargeBinary)
+    code_int: Mapped[int | None] = mapped_column(BigInteger)
+    embedding: Mapped[bytes] = mapped_column(LargeBinary)

@@ -1,0 +1,1 @@
+"""Semantic hashing: class embeddings, the hash network, Hamming search."""

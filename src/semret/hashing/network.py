@@ -1,0 +1,119 @@
+"""The semantic hash network and its checkpoints.
+
+After Barz & Denzler (WACV 2019), images are mapped onto the embeddings of their classes, and after
+Lin et al. (CVPRW 2015, "Deep Learning of Binary Hash Codes for Fast Image Retrieval") a sigmoid
+hash layer sits in between, so that its thresholded activations are binary codes:
+
+    encoder features -> Linear -> sigmoid (h units: the hash layer) -> Linear -> d-dim embedding
+
+The loss is the cosine distance between the (L2-normalised) embedding and the embedding of the
+image's class, optionally plus a small classification term (a linear softmax classifier on the
+embedding). The encoder is optional: without it the network is trained on features computed once.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional
+
+from semret import __version__
+from semret.errors import SemretError
+
+CHECKPOINT_FORMAT = "semret.hash-model"
+CHECKPOINT_VERSION = 1
+
+
+class HashNetwork(nn.Module):
+    """Encoder (optional) + hash layer + embedding layer (+ optional classifier)."""
+
+    def __init__(
+        self, feature_dim: int, n_bits: int, embedding_dim: int, n_classes: int = 0, encoder: nn.Module | None = None
+    ) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.hash_layer = nn.Linear(feature_dim, n_bits)
+        self.embedding_layer = nn.Linear(n_bits, embedding_dim)
+        self.classifier = nn.Linear(embedding_dim, n_classes) if n_classes else None
+
+    def forward(self, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(hash activations in (0, 1), unit-norm embeddings) of a batch of inputs."""
+        features = self.encoder(inputs) if self.encoder is not None else inputs
+        hashed = torch.sigmoid(self.hash_layer(features))
+        return hashed, functional.normalize(self.embedding_layer(hashed), dim=1)
+
+
+def hash_loss(
+    network: HashNetwork,
+    embeddings: torch.Tensor,
+    labels: torch.Tensor,
+    class_embeddings: torch.Tensor,
+    classification_weight: float,
+) -> torch.Tensor:
+    """Mean cosine distance to the class embeddings, plus ``classification_weight`` x cross-entropy."""
+    loss = (1.0 - (embeddings * class_embeddings[labels]).sum(dim=1)).mean()
+    if classification_weight and network.classifier is not None:
+        loss = loss + classification_weight * functional.cross_entropy(network.classifier(embeddings), labels)
+    return loss
+
+
+def save_checkpoint(path: str | Path, config: dict[str, Any], network: HashNetwork, extra: dict[str, Any]) -> None:
+    """Write a checkpoint: the format, semret's version, the config, the weights and ``extra``
+    (class names and embeddings), readable with ``torch.load(weights_only=True)``."""
+    file = Path(path)
+    file.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "format_version": CHECKPOINT_VERSION,
+        "semret_version": __version__,
+        "config": config,
+        "state_dict": network.state_dict(),
+        **extra,
+    }
+    temporary = file.with_name(file.name + ".partial")
+    torch.save(payload, temporary)
+    temporary.replace(file)  # never leave a half-written checkpoint under the real name
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """A checkpoint's contents, with clear errors for a missing, corrupt or foreign file."""
+    file = Path(path)
+    if not file.is_file():
+        raise SemretError(f"no hash model checkpoint at {file}")
+    try:
+        payload = torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise SemretError(f"{file}: not a readable checkpoint (corrupt or truncated?): {exc}") from exc
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise SemretError(f"{file}: not a semret hash model checkpoint")
+    if payload.get("format_version", 0) > CHECKPOINT_VERSION:
+        raise SemretError(
+            f"{file}: checkpoint format {payload['format_version']} is newer than this semret reads "
+            f"({CHECKPOINT_VERSION}): upgrade semret"
+        )
+    for key in ("config", "state_dict"):
+        if key not in payload:
+            raise SemretError(f"{file}: checkpoint has no {key!r}")
+    return payload
+
+
+def load_weights(network: HashNetwork, state_dict: dict[str, torch.Tensor], source: str) -> None:
+    """Load weights, turning key or shape mismatches into one message that names them."""
+    own = network.state_dict()
+    missing = sorted(set(own) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(own))
+    wrong_shape = [k for k in own if k in state_dict and own[k].shape != state_dict[k].shape]
+    if missing or unexpected or wrong_shape:
+        details = []
+        if missing:
+            details.append(f"missing {', '.join(missing[:3])}")
+        if unexpected:
+            details.append(f"unexpected {', '.join(unexpected[:3])}")
+        if wrong_shape:
+            k = wrong_shape[0]
+            details.append(f"{k} is {tuple(state_dict[k].shape)} in the file, {tuple(own[k].shape)} in the config")
+        raise SemretError(f"{source}: the weights do not match the checkpoint's config ({'; '.join(details)})")
+    network.load_state_dict(state_dict)
