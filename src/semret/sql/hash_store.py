@@ -159,8 +159,8 @@ def hamming_search_in_db(
         keep = stored.image_ids != exclude if exclude is not None else np.ones(len(stored.image_ids), dtype=bool)
         index = HammingIndex(model.n_bits)
         index.add(stored.image_ids[keep], stored.codes[keep])
-        distances, ids = index.search(query_code.reshape(1, -1), k)
-        return np.asarray(distances[0], dtype=np.int64), np.asarray(ids[0], dtype=np.int64)
+        near, nearest = index.search(query_code.reshape(1, -1), k)
+        return np.asarray(near[0], dtype=np.int64), np.asarray(nearest[0], dtype=np.int64)
     query_int = int(codes_to_int64(query_code.reshape(1, -1), model.n_bits)[0])
     distance = func.bit_count(cast(HASHES.c.code_int.op("#")(literal(query_int, BigInteger)), BIT(64))).label("d")
     statement = (
@@ -174,7 +174,7 @@ def hamming_search_in_db(
         statement = statement.where(IMAGES.c.image_id != exclude)
     with connect(engine) as conn:
         found = conn.execute(statement).all()
-    distances: npt.NDArray[np.int64] = np.full(k, int(np.iinfo(np.int32).max), dtype=np.int64)  # as HammingIndex
+    distances = np.full(k, int(np.iinfo(np.int32).max), dtype=np.int64)  # padding as in HammingIndex
     ids = np.full(k, NO_ID, dtype=np.int64)
     for i, (image_id, d) in enumerate(found):
         ids[i], distances[i] = image_id, d
