@@ -79,8 +79,9 @@ def test_encode_and_query_in_every_mode(database_url: str, features_file: Path, 
         args = ("query", "hash", "--collection", "shop", "--model", "fm", "--image-id", "1000", "--json", "--db")
         return json.loads(ok(*args, database_url, *extra).stdout)["results"]
 
-    exact, rerank = query("--mode", "exact", "-k", "5"), query("--mode", "rerank", "-k", "5", "--shortlist", "300")
-    assert exact == rerank  # a shortlist as large as the collection re-ranks everything
+    exact, rerank = query("--mode", "exact", "-k", "5"), query("--mode", "rerank", "-k", "5", "--shortlist", "299")
+    assert exact == rerank  # a shortlist of every other image re-ranks everything
+    assert len(query("--mode", "rerank", "-k", "5", "--shortlist", "5")) == 5  # m = k works
     assert all(r["image_id"] != 1000 for r in exact) and len(exact) == 5
     assert [r["score"] for r in exact] == sorted((r["score"] for r in exact), reverse=True)
     hamming, in_db = query("--mode", "hamming", "-k", "7"), query("--mode", "hamming", "-k", "7", "--in-db")

@@ -549,7 +549,9 @@ def query_hash(
         distances, ids = hamming_search_in_db(engine, stored_model, collection, stored.codes[position], k, image_id)
         scores = -distances.astype(np.float64)
     else:
-        index = SemanticHashIndex(stored_model.n_bits, stored_model.embedding_dim, mode, shortlist)  # type: ignore[arg-type]
+        # the query image is among its own candidates: one more slot keeps m others (default m = 2k)
+        m = (shortlist if shortlist is not None else 2 * k) + 1
+        index = SemanticHashIndex(stored_model.n_bits, stored_model.embedding_dim, mode, m)  # type: ignore[arg-type]
         index.add(stored.image_ids, stored.embeddings, stored.codes)
         found_scores, found_ids = index.search(
             stored.embeddings[position : position + 1], stored.codes[position : position + 1], k + 1

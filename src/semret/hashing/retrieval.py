@@ -87,13 +87,16 @@ class SemanticHashIndex:
         """Add images: distinct new ids (>= 0), (n, dim) embeddings and (n, ceil(n_bits / 8)) packed codes."""
         codes = check_packed(packed_codes, self.n_bits)
         vectors = np.asarray(embeddings)
-        normalise(vectors, self.dim, "embeddings")  # all checks before anything is added
+        if vectors.ndim != 2 or vectors.shape[1] != self.dim:
+            raise SemretError(f"embeddings must be a 2-d (n, {self.dim}) array, got shape {vectors.shape}")
         if len(vectors) != len(codes):
             raise SemretError(f"got {len(vectors)} embeddings and {len(codes)} codes")
         new_ids = check_ids(ids, len(codes))
         check_absent(self.hamming.ids, new_ids)
-        self.hamming.add(new_ids, codes)
+        # All that can fail in the Hamming index is checked: the cosine index checks the
+        # embeddings (and adds nothing if they fail), then the codes go in.
         self.cosine.add(new_ids, vectors)
+        self.hamming.add(new_ids, codes)
 
     def search(
         self,
