@@ -183,6 +183,18 @@ class CosineIndex:
         rows, columns = np.nonzero(ordered != NO_ID)
         return self._top_k(unit, rows.astype(np.int64), ordered[rows, columns], k)
 
+    def rank_pairs(
+        self,
+        unit_queries: npt.NDArray[np.float32],
+        rows: npt.NDArray[np.int64],
+        positions: npt.NDArray[np.int64],
+        k: int,
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+        """Re-rank flat candidate pairs: candidate ``positions[i]`` belongs to query ``rows[i]``
+        (unit queries; each pair at most once). The k best per query, padded, ties by id."""
+        order = np.lexsort((positions, rows))
+        return self._top_k(unit_queries, rows[order], positions[order], check_k(k))
+
     # --- helpers -------------------------------------------------------------------------------
 
     def similarities(

@@ -1,0 +1,8 @@
+"""Vector indexes behind one API (`VectorIndex`): exact cosine kNN, random-hyperplane LSH,
+k-means (IVF) with optional PCA, and neural (learned) LSH. `make_index` and `load_index` reach
+every kind."""
+
+from semret.indexes.base import VectorIndex, index_kinds, load_index, make_index
+from semret.indexes.exact import ExactIndex
+
+__all__ = ["ExactIndex", "VectorIndex", "index_kinds", "load_index", "make_index"]
