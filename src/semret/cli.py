@@ -7,7 +7,9 @@ standard error with exit status 1, never as a traceback. Progress goes to standa
 
 from __future__ import annotations
 
+import inspect
 import json
+import time
 from collections import Counter
 from dataclasses import asdict
 from importlib import resources
@@ -15,6 +17,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import numpy as np
+import numpy.typing as npt
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -29,6 +32,8 @@ from semret.errors import SemretError
 from semret.hashing.class_embeddings import class_embeddings
 from semret.hashing.hasher import SemanticHasher
 from semret.hashing.retrieval import SemanticHashIndex
+from semret.indexes import load_index, make_index
+from semret.indexes.base import index_class, read_index_extra
 from semret.iwan.graph import IwanSettings
 from semret.iwan.index import NO_IMAGE
 from semret.iwan.links import link_predictions, read_predictions
@@ -82,10 +87,12 @@ norms_app = typer.Typer(help="The USF free-association norms: download, load, in
 iwan_app = typer.Typer(help="IWAN: link images to words and build the image-word graph.", no_args_is_help=True)
 query_app = typer.Typer(help="Retrieve the images nearest to a query.", no_args_is_help=True)
 hash_app = typer.Typer(help="Semantic hashing: train the hash network, encode images.", no_args_is_help=True)
+index_app = typer.Typer(help="Vector indexes: exact kNN, LSH, k-means (IVF), neural LSH.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(norms_app, name="norms")
 app.add_typer(iwan_app, name="iwan")
 app.add_typer(hash_app, name="hash")
+app.add_typer(index_app, name="index")
 app.add_typer(query_app, name="query")
 
 DbOption = Annotated[
@@ -574,6 +581,122 @@ def query_hash(
     score_name = "-Hamming distance" if mode == "hamming" else "cosine"
     table = Table(title=f"{mode}: the {k} images nearest to image {image_id} in {collection} (model {model})")
     for column in ("rank", "image id", "label", score_name):
+        table.add_column(column, justify="left" if column == "label" else "right")
+    for row in results:
+        table.add_row(str(row["rank"]), str(row["image_id"]), str(row["label"] or ""), f"{row['score']:.4f}")
+    console.print(table)
+
+
+# --- semret index ------------------------------------------------------------------------------
+
+
+def _index_vectors(
+    ctx: typer.Context, features: Path | None, collection: str | None, model: str | None, db: str | None
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32], list[str | None]]:
+    """Vectors to index: a features file, or a collection's stored embeddings under a hash model."""
+    if (features is None) == (collection is None):
+        raise SemretError("give exactly one source: --features FILE.npz, or --collection with --model")
+    if features is not None:
+        arrays = read_labelled_arrays(features)
+        if arrays.kind != "features":
+            raise SemretError(f"{features} holds images: index features or stored embeddings")
+        return arrays.image_ids, arrays.data.astype(np.float32), arrays.label_names()
+    if model is None:
+        raise SemretError("--collection needs --model: the hash model whose embeddings to index")
+    engine = _engine(ctx, db)
+    stored = load_hashes(engine, model_by_name(engine, model), collection or "")
+    return stored.image_ids, stored.embeddings, stored.labels
+
+
+@index_app.command("build")
+def index_build(
+    ctx: typer.Context,
+    kind: Annotated[str, typer.Option("--kind", help="exact, lsh, kmeans or neural-lsh.")],
+    out: Annotated[Path, typer.Option("--out", help="Where to write the index (.npz).")],
+    features: Annotated[Path | None, typer.Option("--features", help="A features .npz to index.")] = None,
+    collection: Annotated[str | None, typer.Option("--collection", help="Index stored embeddings.")] = None,
+    model: Annotated[str | None, typer.Option("--model", help="The hash model of the embeddings.")] = None,
+    bits: Annotated[int | None, typer.Option("--bits", help="lsh, neural-lsh: hash bits per table.")] = None,
+    tables: Annotated[int | None, typer.Option("--tables", help="lsh, neural-lsh: hash tables.")] = None,
+    probes: Annotated[int | None, typer.Option("--probes", help="lsh: extra buckets probed per table.")] = None,
+    clusters: Annotated[
+        int | None, typer.Option("--clusters", help="kmeans: K (default: classes, else sqrt N).")
+    ] = None,
+    n_probe: Annotated[int | None, typer.Option("--n-probe", help="kmeans: clusters searched.")] = None,
+    pca: Annotated[int | None, typer.Option("--pca", help="kmeans: PCA components first.")] = None,
+    neighbours: Annotated[int | None, typer.Option("--neighbours", help="neural-lsh: positives per point.")] = None,
+    seed: Annotated[int | None, typer.Option("--seed")] = None,
+    db: DbOption = None,
+) -> None:
+    """Build a vector index over features or stored embeddings and save it to a file."""
+    ids, vectors, labels = _index_vectors(ctx, features, collection, model, db)
+    options = {
+        "--bits": ("n_bits", bits), "--tables": ("n_tables", tables), "--probes": ("n_probes", probes),
+        "--clusters": ("n_clusters", clusters), "--n-probe": ("n_probe", n_probe), "--pca": ("pca_components", pca),
+        "--neighbours": ("neighbours", neighbours), "--seed": ("seed", seed),
+    }  # fmt: skip
+    accepted = set(inspect.signature(index_class(kind)).parameters)
+    wrong = [flag for flag, (name, value) in options.items() if value is not None and name not in accepted]
+    if wrong:
+        takes = [flag for flag, (name, _) in options.items() if name in accepted]
+        raise SemretError(
+            f"{', '.join(wrong)} {'does' if len(wrong) == 1 else 'do'} not apply to the {kind} index "
+            f"(its options: {', '.join(takes) or 'none'})"
+        )
+    given = {name: value for name, value in options.values() if value is not None}
+    index = make_index(kind, vectors.shape[1], **given)
+    label_names = [label or "" for label in labels]
+    class_of = {name: i for i, name in enumerate(sorted(set(label_names)))}
+    start = time.perf_counter()
+    if index.needs_fit:
+        index.fit(vectors, np.array([class_of[name] for name in label_names]) if any(label_names) else None)
+    index.add(ids, vectors)
+    built = time.perf_counter() - start
+    index.save(out, extra={"labels": np.array(label_names)})
+    console.print(
+        f"{kind} index of {index.ntotal:,} vectors ({vectors.shape[1]} dims) built in {built:.2f} s "
+        f"with {index.params()}; written to {out}"
+    )
+
+
+@query_app.command("vector")
+def query_vector(
+    index_file: Annotated[Path, typer.Option("--index", help="An index written by `semret index build`.")],
+    image_id: Annotated[int, typer.Option("--image-id", help="Query with an indexed image's vector.")],
+    k: Annotated[int, typer.Option("-k", min=1, help="How many images.")] = 10,
+    as_json: JsonOption = False,
+) -> None:
+    """The k images nearest by cosine to an indexed image, as the index finds them."""
+    index = load_index(index_file)
+    labels = read_index_extra(index_file).get("labels")
+    ids = index.store.ids
+    position = int(np.searchsorted(ids, image_id))
+    if position >= len(ids) or ids[position] != image_id:
+        raise SemretError(f"image {image_id} is not in the index {index_file}")
+    scores, found = index.search(index.store.vectors()[position : position + 1], k + 1)
+    keep = found[0] != image_id  # leave the query image out
+    pairs = [(int(i), float(s)) for i, s in zip(found[0][keep][:k], scores[0][keep][:k], strict=True) if i >= 0]
+    label_of = (lambda i: str(labels[int(np.searchsorted(ids, i))]) or None) if labels is not None else (lambda i: None)
+    results = [
+        {"rank": rank, "image_id": i, "label": label_of(i), "score": score}
+        for rank, (i, score) in enumerate(pairs, start=1)
+    ]
+    candidates = int(index.last_candidates[0])
+    if as_json:
+        print(
+            json.dumps(
+                {
+                    "index": str(index_file),
+                    "kind": index.kind,
+                    "image_id": image_id,
+                    "candidates": candidates,
+                    "results": results,
+                }
+            )
+        )
+        return
+    table = Table(title=f"{index.kind}: the {k} images nearest to image {image_id} ({candidates:,} candidates scored)")
+    for column in ("rank", "image id", "label", "cosine"):
         table.add_column(column, justify="left" if column == "label" else "right")
     for row in results:
         table.add_row(str(row["rank"]), str(row["image_id"]), str(row["label"] or ""), f"{row['score']:.4f}")

@@ -136,8 +136,9 @@ class VectorIndex(ABC):
 
     # --- files ---------------------------------------------------------------------------------
 
-    def save(self, path: str | Path) -> None:
-        """Write the index (parameters, learned state, ids and vectors) to an ``.npz`` file."""
+    def save(self, path: str | Path, extra: dict[str, npt.NDArray[Any]] | None = None) -> None:
+        """Write the index (parameters, learned state, ids and vectors) to an ``.npz`` file;
+        ``extra`` arrays (e.g. labels for display) travel along, see `read_index_extra`."""
         header = {"format": FILE_FORMAT, "kind": self.kind, "dim": self.dim, "params": self.params()}
         state = {f"state_{name}": value for name, value in self._state().items()}
         file = Path(path)
@@ -148,6 +149,7 @@ class VectorIndex(ABC):
             "vectors": self.store.vectors(),
             "fitted": np.array(self.is_fitted),
             **state,
+            **{f"extra_{name}": value for name, value in (extra or {}).items()},
         }
         with file.open("wb") as out:
             np.savez(out, **arrays)  # type: ignore[arg-type]  # numpy stubs mistype **kwargs
@@ -172,13 +174,27 @@ def load_index(path: str | Path) -> VectorIndex:
     return index
 
 
+def read_index_extra(path: str | Path) -> dict[str, npt.NDArray[Any]]:
+    """The ``extra`` arrays saved with an index (empty if none)."""
+    try:
+        with np.load(Path(path), allow_pickle=False) as archive:
+            return {k.removeprefix("extra_"): archive[k] for k in archive.files if k.startswith("extra_")}
+    except (OSError, ValueError) as exc:
+        raise SemretError(f"{path}: not a readable semret vector index ({exc})") from exc
+
+
 def index_kinds() -> list[str]:
     """The kinds of index there are (``exact``, ``lsh``, ``kmeans``, ``neural-lsh``)."""
     return sorted(_REGISTRY)
 
 
-def make_index(kind: str, dim: int, **params: Any) -> VectorIndex:
-    """An index of ``kind`` with ``params``; an unknown kind lists the known ones."""
+def index_class(kind: str) -> type[VectorIndex]:
+    """The class of an index kind; an unknown kind lists the known ones."""
     if kind not in _REGISTRY:
         raise SemretError(f"unknown index kind {kind!r}: choose one of {', '.join(index_kinds())}")
-    return _REGISTRY[kind](dim, **params)
+    return _REGISTRY[kind]
+
+
+def make_index(kind: str, dim: int, **params: Any) -> VectorIndex:
+    """An index of ``kind`` with ``params``."""
+    return index_class(kind)(dim, **params)
