@@ -4,5 +4,8 @@ every kind."""
 
 from semret.indexes.base import VectorIndex, index_kinds, load_index, make_index
 from semret.indexes.exact import ExactIndex
+from semret.indexes.kmeans import KMeansIndex
+from semret.indexes.lsh import RandomHyperplaneLSH
 
 __all__ = ["ExactIndex", "VectorIndex", "index_kinds", "load_index", "make_index"]
+__all__ += ["KMeansIndex", "RandomHyperplaneLSH"]

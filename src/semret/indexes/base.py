@@ -109,18 +109,18 @@ class VectorIndex(ABC):
         if self.ntotal == 0:
             raise SemretError(f"the {self.kind} index is empty: add vectors before searching")
         unit = normalise(queries, self.dim, "queries")
-        candidates = self._candidates(unit)
+        candidates = [np.unique(c) for c in self._candidates(unit)]
         self.last_candidates = np.array([len(c) for c in candidates], dtype=np.int64)
         return self._rerank(unit, candidates, k)
 
     def _rerank(
         self, queries: npt.NDArray[np.float32], candidates: list[npt.NDArray[np.int64]], k: int
     ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
-        """Cosine top k of each query among its candidate ids (shared by every index), in chunks
-        of queries whose candidates add up to at most `RERANK_AREA`."""
+        """Cosine top k of each query among its (distinct) candidate ids, shared by every index, in
+        chunks of queries whose candidates add up to at most `RERANK_AREA`."""
         scores = np.full((len(queries), k), -np.inf, dtype=np.float32)
         ids = np.full((len(queries), k), -1, dtype=np.int64)
-        unique = [np.unique(c) for c in candidates]
+        unique = candidates
         sizes = np.array([len(c) for c in unique], dtype=np.int64)
         ends = np.cumsum(sizes)
         start = 0
@@ -164,9 +164,13 @@ def load_index(path: str | Path) -> VectorIndex:
         header = json.loads(str(arrays["header"]))
     except (OSError, ValueError, KeyError) as exc:
         raise SemretError(f"{file}: not a readable semret vector index ({exc})") from exc
-    if header.get("format") != FILE_FORMAT or header.get("kind") not in _REGISTRY:
-        raise SemretError(f"{file}: not a semret vector index (or of an unknown kind {header.get('kind')!r})")
-    index = _REGISTRY[header["kind"]](header["dim"], **header["params"])
+    if not isinstance(header, dict) or header.get("format") != FILE_FORMAT or header.get("kind") not in _REGISTRY:
+        kind = header.get("kind") if isinstance(header, dict) else None
+        raise SemretError(f"{file}: not a semret vector index (or of an unknown kind {kind!r})")
+    try:
+        index = _REGISTRY[header["kind"]](header["dim"], **header["params"])
+    except (TypeError, KeyError) as exc:
+        raise SemretError(f"{file}: the index's parameters do not fit a {header['kind']} index ({exc})") from exc
     index._restore({key.removeprefix("state_"): value for key, value in arrays.items() if key.startswith("state_")})
     index.is_fitted = bool(arrays["fitted"])
     if len(arrays["ids"]):

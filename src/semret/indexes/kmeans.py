@@ -175,8 +175,10 @@ class KMeansIndex(VectorIndex):
             return  # saved before fit
         width = self.pca_components or self.dim
         centroids = _finite(state, "centroids", 2)
-        if centroids.shape[1] != width or not self.n_probe <= len(centroids) or (
-            self.n_clusters is not None and len(centroids) != self.n_clusters
+        if (
+            centroids.shape[1] != width
+            or not self.n_probe <= len(centroids)
+            or (self.n_clusters is not None and len(centroids) != self.n_clusters)
         ):
             raise SemretError(
                 f"corrupt kmeans index file: centroids of shape {centroids.shape} do not fit "
@@ -208,7 +210,13 @@ def _pca(vectors: npt.NDArray[np.float32], n: int) -> tuple[npt.NDArray[np.float
 def _finite(state: dict[str, npt.NDArray[Any]], name: str, ndim: int) -> npt.NDArray[Any]:
     """A saved float array of ``ndim`` dimensions with finite values, or a `SemretError`."""
     array = state.get(name)
-    if array is None or array.ndim != ndim or array.dtype.kind != "f" or array.size == 0 or not np.isfinite(array).all():
+    if (
+        array is None
+        or array.ndim != ndim
+        or array.dtype.kind != "f"
+        or array.size == 0
+        or not np.isfinite(array).all()
+    ):
         got = "none" if array is None else f"{array.dtype} {array.shape}"
         raise SemretError(f"corrupt kmeans index file: {name} should be a finite {ndim}-d float array, got {got}")
     return array

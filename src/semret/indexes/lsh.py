@@ -38,7 +38,12 @@ _PROJECTION_AREA = 1 << 22
 def check_int(name: str, value: Any, low: int, high: int | None = None) -> int:
     """``value`` as an int in [low, high], or a `SemretError` naming the parameter (shared by the
     index modules' constructors)."""
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low or (high is not None and value > high):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | np.integer)
+        or value < low
+        or (high is not None and value > high)
+    ):
         bounds = f"between {low} and {high}" if high is not None else f"at least {low}"
         raise SemretError(f"{name} must be an integer {bounds}, got {value!r}")
     return int(value)
