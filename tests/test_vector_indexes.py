@@ -28,6 +28,7 @@ KINDS: dict[str, dict[str, Any]] = {
     "exact": {},
     "lsh": {"n_bits": 6, "n_tables": 3, "n_probes": 2, "seed": 1},
     "kmeans": {"n_clusters": 6, "n_probe": 2, "seed": 1},
+    "neural-lsh": {"n_bits": 6, "n_tables": 3, "epochs": 2, "batch_size": 50, "seed": 1},
 }
 DIM = 16
 N = 300

@@ -6,6 +6,8 @@ from semret.indexes.base import VectorIndex, index_kinds, load_index, make_index
 from semret.indexes.exact import ExactIndex
 from semret.indexes.kmeans import KMeansIndex
 from semret.indexes.lsh import RandomHyperplaneLSH
+from semret.indexes.neural_lsh import NeuralLSH
 
 __all__ = ["ExactIndex", "VectorIndex", "index_kinds", "load_index", "make_index"]
 __all__ += ["KMeansIndex", "RandomHyperplaneLSH"]
+__all__ += ["NeuralLSH"]

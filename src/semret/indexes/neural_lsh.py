@@ -23,20 +23,35 @@ as random hyperplanes through the origin, i.e. as random-hyperplane LSH, and are
   divided by H) for each of the J positives p of x,
 - random negatives do not: ``-log(1 - P(x, n))`` for each negative n (a pair already apart costs
   almost nothing, so only negatives that drift into x's bucket push back),
-- buckets stay balanced: the batch mean of every soft bit is kept near 0 (each bit ~50% on) and
-  the bits of a table uncorrelated (their batch correlation off the diagonal near 0), so the H bits
-  split the data into many buckets instead of a few big ones.
+- buckets stay balanced (``balance_weight`` x): the batch mean of every soft bit is kept near 0
+  (each bit ~50% on) and the bits of a table uncorrelated (their batch covariance off the diagonal
+  near 0), so the H bits split the data into many buckets instead of a few big ones. (The negatives
+  term alone is too weak for that: a random pair's P is tiny, and so is its gradient. With a weight
+  of 0.3 some bits went constant and the buckets grew ~100-fold; with the mean term only, bits
+  correlated and buckets were uneven, no better than random hyperplanes.)
+
+The optimiser is Adam. Measured on synthetic data (30,000 points of 2,000 overlapping clusters in
+a 24-d subspace of 128-d, 10 tables, recall@10 against exact cosine): at 8, 10, 12 and 16 bits the
+learned tables found 0.73, 0.57, 0.43 and 0.21 of the 10 nearest neighbours with 1,100, 310, 93
+and 11 candidates a query, random-hyperplane LSH (the untrained networks) 0.66, 0.46, 0.30 and 0.12
+with 1,660, 480, 175 and 21: more of the neighbours with about half the candidates. H sets the
+bucket size, about ``n / 2^H`` points: for large collections fewer bits give higher recall.
 
 The tables are trained at once (one batched tensor program) but independently: each has its own
 initial hyperplanes, batch order and negatives, drawn from its own seed, and its own loss over its
-own parameters, so they differ as independent LSH tables do. Training is seeded and reproducible
-on the same machine (`torch.Generator`, no global seeding), on the CPU. For many fit vectors the
-neighbours are found and the networks trained on a random sample of ``fit_sample`` of them.
+own parameters (Adam's steps are per parameter, so no table's training depends on another's), so
+they differ as independent LSH tables do. Training is seeded and reproducible on the same machine
+(`torch.Generator`, no global seeding), on the CPU, one thread. For many fit vectors the neighbours
+are found and the networks trained on a random sample of ``fit_sample`` of them: fitting the
+defaults on 100,000 x 128-d vectors took about 14 s on 2 cores (2 s exact neighbours of the
+20,000 sampled, 7 s training), hashing them 0.3 s.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import itertools
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -44,7 +59,7 @@ import numpy.typing as npt
 import torch
 
 from semret.errors import SemretError
-from semret.hashing.cosine import CosineIndex
+from semret.hashing.cosine import CosineIndex, normalise
 from semret.indexes.base import VectorIndex
 from semret.indexes.buckets import MAX_BITS, BucketTables, bucket_keys
 
@@ -75,8 +90,8 @@ class NeuralLSH(VectorIndex):
         neighbours: int = 8,
         negatives: int = 10,
         batch_size: int = 125,
-        epochs: int = 10,
-        learning_rate: float = 0.01,
+        epochs: int = 5,
+        learning_rate: float = 0.02,
         hidden: int | None = None,
         fit_sample: int = 20_000,
         balance_weight: float = 1.0,
@@ -88,15 +103,19 @@ class NeuralLSH(VectorIndex):
         _check_int("n_tables", n_tables, 1)
         _check_int("neighbours", neighbours, 1)
         _check_int("negatives", negatives, 1)
-        _check_int("batch_size", batch_size, negatives + 1)
+        _check_int("batch_size", batch_size, 2)
+        if batch_size <= negatives:
+            raise SemretError(
+                f"batch_size ({batch_size}) must exceed negatives ({negatives}): negatives come from the batch"
+            )
         _check_int("epochs", epochs, 1)
         _check_int("fit_sample", fit_sample, neighbours + 1)
         _check_int("seed", seed, 0)
         if hidden is not None:
             _check_int("hidden", hidden, 1)
-        if not isinstance(learning_rate, int | float) or not np.isfinite(learning_rate) or learning_rate <= 0:
+        if not _is_number(learning_rate) or learning_rate <= 0:
             raise SemretError(f"learning_rate must be a positive number, got {learning_rate!r}")
-        if not isinstance(balance_weight, int | float) or not np.isfinite(balance_weight) or balance_weight < 0:
+        if not _is_number(balance_weight) or balance_weight < 0:
             raise SemretError(f"balance_weight must be a number >= 0, got {balance_weight!r}")
         self.n_bits = int(n_bits)
         self.n_tables = int(n_tables)
@@ -137,8 +156,15 @@ class NeuralLSH(VectorIndex):
         """Train the hash networks on (a sample of) the unit vectors; ``labels`` are not used."""
         sample = self._sample(vectors)
         positives = torch.from_numpy(self._neighbours(sample))
-        data = torch.from_numpy(sample)
-        n, tables = len(sample), self.n_tables
+        with _one_thread():
+            self._train(torch.from_numpy(sample), positives)
+        self.tables = BucketTables(self.n_tables)
+        if self.ntotal:  # fitted again after vectors were added: hash them with the new networks
+            self.tables.add(self._keys(self.store.vectors(), self.progress), self.store.ids)
+
+    def _train(self, data: torch.Tensor, positives: torch.Tensor) -> None:
+        """Train the networks of all tables on unit vectors ``data`` with ``positives`` (n, J)."""
+        n, tables = len(data), self.n_tables
         generators = [torch.Generator().manual_seed(self.seed * 1_000_003 + table) for table in range(tables)]
         layers = self._initial_layers(generators)
         parameters = [tensor for layer in layers for tensor in layer]
@@ -167,7 +193,6 @@ class NeuralLSH(VectorIndex):
                     self.progress("training", epoch * steps_per_epoch + step + 1, total_steps)
             self.loss_history_.append(total / (tables * steps_per_epoch))
         self.layers_ = [(weights.detach().clone(), biases.detach().clone()) for weights, biases in layers]
-        self.tables = BucketTables(self.n_tables)
 
     def _sample(self, vectors: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
         """At most ``fit_sample`` of the vectors, drawn at random (seeded), in their order."""
@@ -197,12 +222,16 @@ class NeuralLSH(VectorIndex):
                 self.progress("neighbours", stop, n)
         return result
 
+    def _layer_shapes(self) -> list[tuple[int, int]]:
+        """(inputs, outputs) of each layer of a table's network."""
+        sizes = [self.dim, self.n_bits] if self.hidden is None else [self.dim, self.hidden, self.n_bits]
+        return list(itertools.pairwise(sizes))
+
     def _initial_layers(self, generators: list[torch.Generator]) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Per layer, stacked over tables: random Gaussian hyperplanes through the origin (random-
         hyperplane LSH to start from), scaled so a unit vector's outputs have unit variance."""
-        sizes = [self.dim, self.n_bits] if self.hidden is None else [self.dim, self.hidden, self.n_bits]
         layers = []
-        for fan_in, fan_out in zip(sizes[:-1], sizes[1:], strict=True):
+        for fan_in, fan_out in self._layer_shapes():
             scale = 1.0 if fan_in == self.dim else (2.0 / fan_in) ** 0.5  # inputs are unit vectors
             weights = torch.stack([torch.randn(fan_in, fan_out, generator=g) * scale for g in generators])
             layers.append((weights, torch.zeros(self.n_tables, fan_out)))
@@ -233,34 +262,35 @@ class NeuralLSH(VectorIndex):
         correlation = centred.transpose(1, 2) @ centred / batch  # (L, H, H)
         off_diagonal = correlation - torch.diag_embed(torch.diagonal(correlation, dim1=1, dim2=2))
         balance = (mean_bits**2).mean() + (off_diagonal**2).sum(dim=(1, 2)).mean() / max(1, h * (h - 1))
+        # Each table's loss is a mean over its own batch; the sum over tables trains them side by side.
         return (collide + apart + self.balance_weight * balance) * tables
 
     # --- hashing -------------------------------------------------------------------------------
 
-    def _keys(self, vectors: npt.NDArray[np.float32]) -> npt.NDArray[np.uint64]:
+    def hash_keys(self, vectors: npt.ArrayLike) -> npt.NDArray[np.uint64]:
+        """(n, L) bucket keys of (n, dim) vectors, normalised first: the bucket of each in each table."""
+        return self._keys(normalise(vectors, self.dim))
+
+    def _keys(self, vectors: npt.NDArray[np.float32], progress: Progress | None = None) -> npt.NDArray[np.uint64]:
         """(n, L) bucket keys of unit vectors: bit j of table t is set where its logit is > 0."""
         if not self.layers_:
             raise SemretError(f"the {self.kind} index must be fitted first: call fit()")
         keys = np.empty((len(vectors), self.n_tables), dtype=np.uint64)
-        with torch.no_grad():
+        with torch.no_grad(), _one_thread():
             for start in range(0, len(vectors), _HASH_CHUNK):
                 chunk = torch.from_numpy(vectors[start : start + _HASH_CHUNK])
                 logits = _logits(self.layers_, chunk.expand(self.n_tables, -1, -1))  # (L, n, H)
                 keys[start : start + len(chunk)] = bucket_keys((logits > 0).numpy()).T
+                if progress:
+                    progress("hashing", start + len(chunk), len(vectors))
         return keys
 
     def _add(self, ids: npt.NDArray[np.int64], vectors: npt.NDArray[np.float32]) -> None:
-        keys = np.empty((len(vectors), self.n_tables), dtype=np.uint64)
-        for start in range(0, len(vectors), _HASH_CHUNK):
-            keys[start : start + _HASH_CHUNK] = self._keys(vectors[start : start + _HASH_CHUNK])
-            if self.progress:
-                self.progress("hashing", min(start + _HASH_CHUNK, len(vectors)), len(vectors))
-        self.tables.add(keys, ids)
+        self.tables.add(self._keys(vectors, self.progress), ids)
 
     def _candidates(self, queries: npt.NDArray[np.float32]) -> list[npt.NDArray[np.int64]]:
-        """The distinct ids in the query's bucket of each table (one probe per table)."""
-        found = self.tables.lookup(self._keys(queries)[:, :, None])
-        return [np.unique(ids) for ids in found]
+        """The ids in the query's bucket of each table (one probe per table; the base drops repeats)."""
+        return self.tables.lookup(self._keys(queries)[:, :, None])
 
     # --- files ---------------------------------------------------------------------------------
 
@@ -274,19 +304,32 @@ class NeuralLSH(VectorIndex):
     def _restore(self, state: dict[str, npt.NDArray[Any]]) -> None:
         if not state:
             return
-        sizes = [self.dim, self.n_bits] if self.hidden is None else [self.dim, self.hidden, self.n_bits]
         layers = []
-        for layer, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+        for layer, (fan_in, fan_out) in enumerate(self._layer_shapes()):
             weights, biases = state.get(f"weights_{layer}"), state.get(f"biases_{layer}")
             if weights is None or biases is None:
                 raise SemretError(f"the saved {self.kind} index lacks the weights of layer {layer}")
-            if weights.shape != (self.n_tables, fan_in, fan_out) or biases.shape != (self.n_tables, fan_out):
+            tables = self.n_tables
+            if weights.shape != (tables, fan_in, fan_out) or biases.shape != (tables, fan_out):
                 raise SemretError(
                     f"the saved {self.kind} index has layer {layer} weights {weights.shape} and biases "
-                    f"{biases.shape}, its parameters need {(self.n_tables, fan_in, fan_out)} and {(self.n_tables, fan_out)}"
+                    f"{biases.shape}, its parameters need {(tables, fan_in, fan_out)} and {(tables, fan_out)}"
                 )
             layers.append((torch.from_numpy(weights.astype(np.float32)), torch.from_numpy(biases.astype(np.float32))))
         self.layers_ = layers
+
+
+@contextmanager
+def _one_thread() -> Iterator[None]:
+    """Run torch on one thread meanwhile (restored after). Its ops here are small (a batch of 125),
+    and torch's OpenMP threads then cost more than they save: training was about 25x slower with 2
+    threads on 2 cores while another process kept one of them busy."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _logits(layers: list[tuple[torch.Tensor, torch.Tensor]], inputs: torch.Tensor) -> torch.Tensor:
@@ -303,6 +346,15 @@ def _log_collision(soft: torch.Tensor, others: torch.Tensor) -> torch.Tensor:
     """log of the probability that two points share a bucket, from their soft bits in (-1, 1):
     the sum over bits of log((1 + s t) / 2), bits taken as independent."""
     return torch.log(((1 + soft * others) / 2).clamp(min=_TINY)).sum(dim=-1)
+
+
+def _is_number(value: Any) -> bool:
+    """Whether ``value`` is a finite real number (not a bool)."""
+    return (
+        isinstance(value, int | float | np.integer | np.floating)
+        and not isinstance(value, bool)
+        and bool(np.isfinite(value))
+    )
 
 
 def _check_int(name: str, value: Any, low: int, high: int | None = None) -> None:
