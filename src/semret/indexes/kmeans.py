@@ -146,7 +146,10 @@ class KMeansIndex(VectorIndex):
             points = self.transform(unit[start : start + step])
             # ||p - c||^2 less the constant ||p||^2: the same order.
             distances = squared - 2.0 * (points @ centroids.T)
-            result[start : start + step] = np.argsort(distances, axis=1, kind="stable")[:, :n]
+            if n == 1:  # argmin keeps the first minimum: the same as the stable sort, without sorting
+                result[start : start + step, 0] = np.argmin(distances, axis=1)
+            else:
+                result[start : start + step] = np.argsort(distances, axis=1, kind="stable")[:, :n]
         return result
 
     # --- the VectorIndex hooks -----------------------------------------------------------------
