@@ -25,6 +25,8 @@ from semret.hashing.class_embeddings import (
 )
 from semret.vision.hierarchy import ClassHierarchy
 
+from helpers import FASHION_MNIST_LABELS
+
 PUBLISHED = Path(__file__).parents[2] / "shared" / "data" / "cifar100-hierarchy"
 
 # Leaves at depths 3, 3, 2, 2 and 1 below a root of height 3 (see tests/test_hierarchy.py).
@@ -32,18 +34,6 @@ UNEVEN = {"root": {"animal": {"mammal": ["cat", "dog"], "bird": []}, "plant": ["
 BALANCED = {"r": {"a": ["a1", "a2"], "b": ["b1", "b2"]}}
 # A long chain on one side, a single leaf on the other: heights differ a lot between branches.
 UNBALANCED = {"r": {"x": {"y": {"z": ["deep1", "deep2", {"w": ["deeper"]}]}}, "shallow": []}}
-FASHION_MNIST_LABELS = [
-    "T-shirt/top",
-    "Trouser",
-    "Pullover",
-    "Dress",
-    "Coat",
-    "Sandal",
-    "Shirt",
-    "Sneaker",
-    "Bag",
-    "Ankle boot",
-]
 
 
 def assert_embeds(hierarchy: ClassHierarchy, classes: list[int] | list[str]) -> np.ndarray:

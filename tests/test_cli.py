@@ -7,18 +7,13 @@ import shutil
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner, Result
 
-from semret.cli import app
 from semret.iwan.norms_download import USF_FILES
 from semret.sql import migrations
 
+from helpers import semret
+
 FIXTURES = Path(__file__).parent / "fixtures" / "norms"
-runner = CliRunner()
-
-
-def semret(*args: str | Path) -> Result:
-    return runner.invoke(app, [str(a) for a in args])
 
 
 def test_a_full_session(database_url: str) -> None:

@@ -7,22 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner, Result
 
-from semret.cli import app
+from helpers import FASHION_MNIST_LABELS, ok, semret
 
-NAMES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
-runner = CliRunner()
-
-
-def semret(*args: str | Path) -> Result:
-    return runner.invoke(app, [str(a) for a in args])
-
-
-def ok(*args: str | Path) -> Result:
-    result = semret(*args)
-    assert result.exit_code == 0, result.output
-    return result
+NAMES = FASHION_MNIST_LABELS
 
 
 @pytest.fixture(scope="module")

@@ -7,9 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner, Result
 
-from semret.cli import app
 from semret.hashing.codes import pack_codes
 from semret.hashing.hasher import EncodedImages, SemanticHasher
 from semret.indexes import load_index
@@ -17,18 +15,9 @@ from semret.sql import migrations
 from semret.sql.engine import make_engine
 from semret.sql.hash_store import register_model, store_hashes
 
-runner = CliRunner()
+from helpers import ok, semret
+
 NAMES = np.array(["cat", "dog", "fish"])
-
-
-def semret(*args: str | Path) -> Result:
-    return runner.invoke(app, [str(a) for a in args])
-
-
-def ok(*args: str | Path) -> Result:
-    result = semret(*args)
-    assert result.exit_code == 0, result.output
-    return result
 
 
 @pytest.fixture

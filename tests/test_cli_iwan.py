@@ -7,23 +7,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner, Result
 
-from semret.cli import app, parse_weighted_words
+from semret.cli import parse_weighted_words
 from semret.errors import SemretError
 
+from helpers import ok, semret
+
 FIXTURES = Path(__file__).parent / "fixtures" / "norms"
-runner = CliRunner()
-
-
-def semret(*args: str | Path) -> Result:
-    return runner.invoke(app, [str(a) for a in args])
-
-
-def ok(*args: str | Path) -> Result:
-    result = semret(*args)
-    assert result.exit_code == 0, result.output
-    return result
 
 
 @pytest.fixture

@@ -28,7 +28,9 @@ from semret.sql.hash_store import (
 )
 from semret.vision.hierarchy import ClassHierarchy
 
-NAMES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+from helpers import FASHION_MNIST_LABELS
+
+NAMES = FASHION_MNIST_LABELS
 
 
 @pytest.fixture

@@ -15,7 +15,9 @@ from semret.hashing.hasher import SemanticHasher
 from semret.vision.backbones import make_backbone
 from semret.vision.hierarchy import ClassHierarchy
 
-NAMES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+from helpers import FASHION_MNIST_LABELS
+
+NAMES = FASHION_MNIST_LABELS
 
 
 @pytest.fixture(scope="module")

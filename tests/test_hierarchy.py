@@ -18,6 +18,8 @@ import pytest
 from semret.errors import SemretError
 from semret.vision.hierarchy import ClassHierarchy, NodeRef, available_hierarchies
 
+from helpers import FASHION_MNIST_LABELS
+
 SHARED_DATA = Path(__file__).parents[2] / "shared" / "data"
 
 # The hand-drawn tree (ids in brackets; depth with the root at 0, height = longest way down):
@@ -56,18 +58,6 @@ NAMES = """\
 """
 NESTED = {"root": {"animal": {"mammal": ["cat", "dog"], "bird": None}, "plant": ["tree"], "rock": []}}
 
-FASHION_MNIST_LABELS = [
-    "T-shirt/top",
-    "Trouser",
-    "Pullover",
-    "Dress",
-    "Coat",
-    "Sandal",
-    "Shirt",
-    "Sneaker",
-    "Bag",
-    "Ankle boot",
-]
 # torchvision's CIFAR100.classes / the meta file's fine_label_names, in label order.
 CIFAR100_FINE_LABELS = [
     "apple",

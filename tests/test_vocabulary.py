@@ -22,20 +22,10 @@ from semret.iwan.vocabulary import (
     parse_aliases,
 )
 
+from helpers import FASHION_MNIST_LABELS
+
 SHARED_DATA = Path(__file__).parents[2] / "shared" / "data"
 
-FASHION_MNIST_LABELS = [
-    "T-shirt/top",
-    "Trouser",
-    "Pullover",
-    "Dress",
-    "Coat",
-    "Sandal",
-    "Shirt",
-    "Sneaker",
-    "Bag",
-    "Ankle boot",
-]
 CIFAR10_LABELS = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
 
