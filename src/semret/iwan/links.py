@@ -21,6 +21,7 @@ from semret.iwan.vocabulary import Vocabulary
 from semret.sql.bulk import MergeCounts
 from semret.sql.images_store import RankedWords, check_image_ids, store_image_words, store_images
 from semret.sql.norms_store import known_words
+from semret.vision.arrays import load_npz
 
 
 def ranked_words_from_probabilities(
@@ -71,14 +72,7 @@ def read_predictions(path: str | Path) -> Predictions:
     """Predictions from a ``.npz`` file with arrays ``image_ids`` (n), ``probabilities`` (n x c),
     ``class_names`` (c) and optionally ``labels`` (n; class names or class indices)."""
     file = Path(path)
-    try:
-        with np.load(file, allow_pickle=False) as data:
-            arrays = {key: data[key] for key in data.files}
-    except (OSError, ValueError) as exc:
-        raise SemretError(f"{file}: cannot read predictions ({exc})") from exc
-    for key in ("image_ids", "probabilities", "class_names"):
-        if key not in arrays:
-            raise SemretError(f"{file}: no array {key!r} (it has {', '.join(sorted(arrays)) or 'none'})")
+    arrays = load_npz(file, ("image_ids", "probabilities", "class_names"))
     class_names = [str(name) for name in arrays["class_names"]]
     labels: list[str | None] = [None] * len(arrays["image_ids"])
     if "labels" in arrays:

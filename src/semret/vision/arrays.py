@@ -34,17 +34,24 @@ class LabelledArrays:
         return [self.class_names[i] for i in self.labels]
 
 
-def read_labelled_arrays(path: str | Path) -> LabelledArrays:
-    """Read and check a labelled ``.npz`` file (see the module docstring)."""
+def load_npz(path: str | Path, required: tuple[str, ...]) -> dict[str, npt.NDArray[Any]]:
+    """Every array of an ``.npz`` file (no pickles), with the ``required`` ones checked present."""
     file = Path(path)
     try:
         with np.load(file, allow_pickle=False) as archive:
             arrays = {key: archive[key] for key in archive.files}
     except (OSError, ValueError) as exc:
         raise SemretError(f"{file}: cannot read the arrays ({exc})") from exc
-    for key in ("image_ids", "labels", "class_names"):
+    for key in required:
         if key not in arrays:
             raise SemretError(f"{file}: no array {key!r} (it has {', '.join(sorted(arrays)) or 'none'})")
+    return arrays
+
+
+def read_labelled_arrays(path: str | Path) -> LabelledArrays:
+    """Read and check a labelled ``.npz`` file (see the module docstring)."""
+    file = Path(path)
+    arrays = load_npz(file, ("image_ids", "labels", "class_names"))
     present = [key for key in DATA_KEYS if key in arrays]
     if len(present) != 1:
         raise SemretError(f"{file}: needs exactly one of the arrays {' or '.join(DATA_KEYS)}")
