@@ -118,18 +118,22 @@ class NormPair(Base):
 
 
 class Collection(Base):
-    """A named set of images that semret retrieves from (a dataset split, a folder...)."""
+    """A named set of images that semret retrieves from (a dataset split, a folder...); ``dataset``
+    is the registry name of the dataset it was imported from (``semret collection import``)."""
 
     __tablename__ = "collections"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(255), unique=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    dataset: Mapped[str | None] = mapped_column(String(64))
 
 
 class Image(Base):
     """An image of a collection. ``image_id`` is the caller's own integer id (a dataset index, say),
-    unique within the collection; ``id`` is the store's key that other tables reference."""
+    unique within the collection; ``id`` is the store's key that other tables reference. ``split``
+    is the dataset split it belongs to (train, test...), ``source`` where its pixels come from (an
+    image file, or ``file#index`` in a dataset file)."""
 
     __tablename__ = "images"
     __table_args__ = (UniqueConstraint("collection_id", "image_id"),)
@@ -138,6 +142,8 @@ class Image(Base):
     collection_id: Mapped[int] = mapped_column(ForeignKey("collections.id", ondelete="CASCADE"))
     image_id: Mapped[int] = mapped_column(BigInteger)
     label: Mapped[str | None] = mapped_column(String(255))
+    split: Mapped[str | None] = mapped_column(String(32))
+    source: Mapped[str | None] = mapped_column(String(1024))
 
 
 class ImageWord(Base):
