@@ -18,7 +18,15 @@ from semret.iwan.reference import ReferenceIwan
 from semret.sql import migrations
 from semret.sql.bulk import MergeCounts
 from semret.sql.engine import make_engine
-from semret.sql.images_store import IMAGE_WORDS, RankedWords, list_collections, store_image_words, store_images
+from semret.sql.images_store import (
+    IMAGE_WORDS,
+    IMAGES,
+    WORDS,
+    RankedWords,
+    list_collections,
+    store_image_words,
+    store_images,
+)
 from semret.sql.iwan_store import (
     EDGES,
     SqlImageRanker,
@@ -110,6 +118,22 @@ def test_storing_images_and_words_again_changes_nothing(engine: Engine) -> None:
     with engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(IMAGE_WORDS)).scalar_one() == 3
     assert list_collections(engine)[0].images_with_words == 3
+
+
+def test_words_that_swap_ranks_are_stored(engine: Engine) -> None:
+    """A new classifier may rank an image's words the other way round: the store takes it."""
+    fruit_collection(engine)
+    changed = store_image_words(engine, "fruit", ranked([2], [["ORANGE", "FRUIT"]], [[0.5, 0.25]]))
+    assert changed == MergeCounts(2, 0, 2)
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(IMAGE_WORDS.c.rank, WORDS.c.word, IMAGE_WORDS.c.strength)
+            .join(IMAGES, IMAGES.c.id == IMAGE_WORDS.c.image_key)
+            .join(WORDS, WORDS.c.id == IMAGE_WORDS.c.word_id)
+            .where(IMAGES.c.image_id == 2)
+            .order_by(IMAGE_WORDS.c.rank)
+        ).all()
+    assert [tuple(row) for row in rows] == [(1, "ORANGE", 0.5), (2, "FRUIT", 0.25)]
 
 
 @pytest.mark.parametrize(

@@ -133,13 +133,17 @@ def merge_from_staging(
 ) -> MergeCounts:
     """Make ``target`` agree with ``staging`` on the rows it holds, with three set-based statements.
 
-    Rows whose ``values`` differ are updated (``IS DISTINCT FROM``, so an identical reload writes
-    nothing), missing rows are inserted, and target rows selected by ``owned`` (the rows this load
-    is the source of) that are not staged are deleted. Runs the same on PostgreSQL and SQLite.
+    Target rows selected by ``owned`` (the rows this load is the source of) that are not staged are
+    deleted, rows whose ``values`` differ are updated (``IS DISTINCT FROM``, so an identical reload
+    writes nothing), and missing rows are inserted. Runs the same on PostgreSQL and SQLite.
     """
     existing = target.alias("existing")
     staged = and_(*(target.c[k] == staging.c[k] for k in key))
     differs = or_(*(target.c[name].is_distinct_from(staging.c[name]) for name in values))
+    # Deleting first frees unique values (another constraint than the key) for the rows inserted.
+    deleted = 0
+    if owned is not None:
+        deleted = conn.execute(delete(target).where(owned, ~exists().where(staged))).rowcount
     updated = conn.execute(update(target).values({n: staging.c[n] for n in values}).where(staged, differs)).rowcount
     columns = (*key, *values)
     new_rows = select(*(staging.c[name] for name in columns)).where(
@@ -149,9 +153,6 @@ def merge_from_staging(
     before = conn.execute(count).scalar_one()
     conn.execute(insert(target).from_select(columns, new_rows))  # rowcount of INSERT ... SELECT is not portable
     inserted = conn.execute(count).scalar_one() - before
-    deleted = 0
-    if owned is not None:
-        deleted = conn.execute(delete(target).where(owned, ~exists().where(staged))).rowcount
     return MergeCounts(inserted, updated, deleted)
 
 

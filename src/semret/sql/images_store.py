@@ -7,18 +7,22 @@ words again changes nothing, and storing new words for an image replaces its old
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import Connection, Engine, Table, delete, func, insert, select
+from sqlalchemy import Connection, Engine, Table, delete, func, insert, select, update
 
 from semret.errors import SemretError
-from semret.sql.bulk import MergeCounts, stage_and_merge
+from semret.sql.bulk import MergeCounts, bulk_insert, stage_and_merge
 from semret.sql.engine import connect
 from semret.sql.migrations import require_current_schema
 from semret.sql.models import Collection, Image, ImageWord, Word
+
+if TYPE_CHECKING:
+    from semret.vision.datasets import ImageSet
 
 COLLECTIONS: Table = Collection.__table__  # type: ignore[assignment]
 IMAGES: Table = Image.__table__  # type: ignore[assignment]
@@ -59,18 +63,84 @@ def check_image_ids(image_ids: npt.ArrayLike) -> npt.NDArray[np.int64]:
 
 
 def store_images(
-    engine: Engine, collection: str, image_ids: npt.ArrayLike, labels: Sequence[str | None] | None = None
+    engine: Engine,
+    collection: str,
+    image_ids: npt.ArrayLike,
+    labels: Sequence[str | None] | None = None,
+    splits: Sequence[str | None] | None = None,
+    sources: Sequence[str | None] | None = None,
 ) -> MergeCounts:
-    """Add images (the caller's integer ids, with optional labels) to a collection, creating it."""
+    """Add images (the caller's integer ids, with optional labels, splits and sources) to a
+    collection, creating it. Of the images already there, only the columns given are updated: a
+    call with labels alone keeps the splits and sources stored before."""
     require_current_schema(engine)
     ids = check_image_ids(image_ids)
-    label_list = list(labels) if labels is not None else [None] * len(ids)
-    if len(label_list) != len(ids):
-        raise SemretError(f"{len(ids)} image ids but {len(label_list)} labels")
+    columns = _image_columns(len(ids), label=labels, split=splits, source=sources)
+    with connect(engine) as conn:
+        return _merge_images(conn, ensure_collection(conn, collection), ids, columns)
+
+
+#: The longest value each optional image column holds (the migrations' String lengths).
+IMAGE_COLUMN_LENGTHS = {"label": 255, "split": 32, "source": 1024}
+_PLURALS = {"label": "labels", "split": "splits", "source": "sources"}
+
+
+def _image_columns(n: int, **given: Sequence[str | None] | None) -> dict[str, list[str | None]]:
+    """The optional image columns that were given, checked: one value per image, none too long."""
+    columns: dict[str, list[str | None]] = {}
+    for name, values in given.items():
+        if values is None:
+            continue
+        listed = list(values)
+        if len(listed) != n:
+            raise SemretError(f"{n} image ids but {len(listed)} {_PLURALS[name]}")
+        limit = IMAGE_COLUMN_LENGTHS[name]
+        for position, value in enumerate(listed):
+            if value is not None and len(value) > limit:
+                raise SemretError(
+                    f"the {name} of image {position} is {len(value)} characters long, more than the store's "
+                    f"{limit}: {value[:60]}..."
+                )
+        columns[name] = listed
+    return columns
+
+
+def _merge_images(
+    conn: Connection, owner: int, ids: npt.NDArray[np.int64], columns: dict[str, list[str | None]]
+) -> MergeCounts:
+    """Insert the images a collection lacks and update the given columns of those it has."""
+    if columns:
+        names = tuple(columns)
+        rows = ((owner, int(i), *values) for i, *values in zip(ids, *columns.values(), strict=True))
+        return stage_and_merge(conn, IMAGES, ("collection_id", "image_id"), names, rows)
+    # no column to update: only the missing images are inserted
+    stored = set(conn.execute(select(IMAGES.c.image_id).where(IMAGES.c.collection_id == owner)).scalars())
+    new = [(owner, int(i)) for i in ids if int(i) not in stored]
+    bulk_insert(conn, IMAGES, ("collection_id", "image_id"), new)
+    return MergeCounts(len(new), 0, 0)
+
+
+def import_image_set(engine: Engine, collection: str, images: ImageSet) -> MergeCounts:
+    """Store every image of a loaded dataset split (id, label name, split, source) in a collection,
+    created if needed, and record the collection's dataset, in one transaction.
+
+    Importing the same images again changes nothing; importing another split of the same dataset
+    adds its images. A collection that holds another dataset is an error (ids would mix).
+    """
+    require_current_schema(engine)
+    ids = check_image_ids(images.image_ids)
+    columns = _image_columns(len(ids), label=images.label_names(), split=images.image_splits, source=images.sources)
     with connect(engine) as conn:
         owner = ensure_collection(conn, collection)
-        rows = ((owner, int(i), label) for i, label in zip(ids, label_list, strict=True))
-        return stage_and_merge(conn, IMAGES, ("collection_id", "image_id"), ("label",), rows)
+        stored = conn.execute(select(COLLECTIONS.c.dataset).where(COLLECTIONS.c.id == owner)).scalar()
+        if stored is not None and stored != images.dataset:
+            raise SemretError(
+                f"collection {collection!r} holds images of dataset {stored!r}, not {images.dataset!r}: "
+                "import into another collection (--name)"
+            )
+        if stored is None:
+            conn.execute(update(COLLECTIONS).where(COLLECTIONS.c.id == owner).values(dataset=images.dataset))
+        return _merge_images(conn, owner, ids, columns)
 
 
 @dataclass(frozen=True)
@@ -114,8 +184,10 @@ def store_image_words(engine: Engine, collection: str, ranked: RankedWords) -> M
         return stage_and_merge(
             conn,
             IMAGE_WORDS,
-            ("image_key", "rank"),
-            ("word_id", "strength"),
+            # the word is part of the key: an image whose words change rank loses its old rows
+            # first, so that no statement sees one word twice for an image (a unique constraint)
+            ("image_key", "rank", "word_id"),
+            ("strength",),
             rows,
             owned=lambda staging: IMAGE_WORDS.c.image_key.in_(select(staging.c.image_key)),
         )
@@ -123,15 +195,19 @@ def store_image_words(engine: Engine, collection: str, ranked: RankedWords) -> M
 
 @dataclass(frozen=True)
 class CollectionSummary:
-    """A collection and how much of it is stored."""
+    """A collection and how much of it is stored: images, images with words, the dataset it was
+    imported from and its images per split (images without a split are not counted there)."""
 
     name: str
     images: int
     images_with_words: int
+    dataset: str | None = None
+    splits: dict[str, int] = field(default_factory=dict)
 
 
 def list_collections(engine: Engine) -> list[CollectionSummary]:
-    """Every collection with its number of images and of images that have words."""
+    """Every collection with its number of images and of images that have words, its dataset and
+    its images per split."""
     require_current_schema(engine)
     with connect(engine) as conn:
         with_words = (
@@ -141,11 +217,28 @@ def list_collections(engine: Engine) -> list[CollectionSummary]:
             .subquery()
         )
         rows = conn.execute(
-            select(COLLECTIONS.c.name, func.count(IMAGES.c.id), func.coalesce(with_words.c.n, 0))
+            select(
+                COLLECTIONS.c.id,
+                COLLECTIONS.c.name,
+                COLLECTIONS.c.dataset,
+                func.count(IMAGES.c.id),
+                func.coalesce(with_words.c.n, 0),
+            )
             .select_from(COLLECTIONS)
             .outerjoin(IMAGES, IMAGES.c.collection_id == COLLECTIONS.c.id)
             .outerjoin(with_words, with_words.c.collection_id == COLLECTIONS.c.id)
-            .group_by(COLLECTIONS.c.name, with_words.c.n)
+            .group_by(COLLECTIONS.c.id, COLLECTIONS.c.name, COLLECTIONS.c.dataset, with_words.c.n)
             .order_by(COLLECTIONS.c.name)
         ).all()
-    return [CollectionSummary(name, int(n), int(w)) for name, n, w in rows]
+        splits: dict[int, dict[str, int]] = {}
+        per_split = conn.execute(
+            select(IMAGES.c.collection_id, IMAGES.c.split, func.count())
+            .where(IMAGES.c.split.is_not(None))
+            .group_by(IMAGES.c.collection_id, IMAGES.c.split)
+            .order_by(IMAGES.c.collection_id, IMAGES.c.split)
+        ).all()
+        for owner, split, count in per_split:
+            splits.setdefault(owner, {})[split] = int(count)
+    return [
+        CollectionSummary(name, int(n), int(w), dataset, splits.get(owner, {})) for owner, name, dataset, n, w in rows
+    ]
