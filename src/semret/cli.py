@@ -29,6 +29,11 @@ from typer.core import TyperGroup
 
 from semret import __version__
 from semret.errors import SemretError
+from semret.evaluation.demo import demo_config, prepare_database
+from semret.evaluation.methods import METHODS, parse_methods
+from semret.evaluation.pipeline import EvalConfig, run_evaluation
+from semret.evaluation.report import tables as report_tables
+from semret.evaluation.report import write_results
 from semret.hashing.class_embeddings import class_embeddings
 from semret.hashing.hasher import SemanticHasher
 from semret.hashing.retrieval import SemanticHashIndex
@@ -88,12 +93,14 @@ iwan_app = typer.Typer(help="IWAN: link images to words and build the image-word
 query_app = typer.Typer(help="Retrieve the images nearest to a query.", no_args_is_help=True)
 hash_app = typer.Typer(help="Semantic hashing: train the hash network, encode images.", no_args_is_help=True)
 index_app = typer.Typer(help="Vector indexes: exact kNN, LSH, k-means (IVF), neural LSH.", no_args_is_help=True)
+collection_app = typer.Typer(help="Image collections: import datasets, list them.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(norms_app, name="norms")
 app.add_typer(iwan_app, name="iwan")
 app.add_typer(hash_app, name="hash")
 app.add_typer(index_app, name="index")
 app.add_typer(query_app, name="query")
+app.add_typer(collection_app, name="collection")
 
 DbOption = Annotated[
     str | None,
@@ -587,6 +594,76 @@ def query_hash(
     console.print(table)
 
 
+# --- semret collection -------------------------------------------------------------------------
+
+
+@collection_app.command("import")
+def collection_import(
+    ctx: typer.Context,
+    dataset: Annotated[str, typer.Option("--dataset", help="cifar10, cifar100, fashion-mnist or folder.")],
+    data_dir: Annotated[
+        Path | None,
+        typer.Option("--data-dir", help="Where the dataset's files are (needed for folder).", show_default=False),
+    ] = None,
+    split: Annotated[
+        str | None,
+        typer.Option(
+            "--split", help="train, test or all (train then test). Default: test, else all.", show_default=False
+        ),
+    ] = None,
+    name: Annotated[
+        str | None, typer.Option("--name", help="The collection (default: DATASET-SPLIT).", show_default=False)
+    ] = None,
+    download: Annotated[
+        bool, typer.Option("--download", help="Fetch Fashion-MNIST or CIFAR with torchvision if missing.")
+    ] = False,
+    image_size: Annotated[
+        int, typer.Option("--image-size", min=1, help="folder: side of the square images are cropped to.")
+    ] = 224,
+    db: DbOption = None,
+) -> None:
+    """Import a dataset split's images (ids, labels, splits, sources) into a collection. Importing
+    again changes nothing; importing another split into the same collection adds it."""
+    from semret.sql.images_store import import_image_set
+    from semret.vision.datasets import dataset_info, load_dataset
+
+    if split is None:
+        split = "test" if "test" in dataset_info(dataset, data_dir).splits else "all"
+    engine = _engine(ctx, db)
+    migrations.require_current_schema(engine)
+    images = load_dataset(dataset, split, data_dir, download=download, image_size=image_size)
+    collection = name or f"{dataset}-{split}"
+    counts = import_image_set(engine, collection, images)
+    unchanged = len(images) - counts.inserted - counts.updated
+    console.print(
+        f"collection {collection}: {len(images):,} images of {dataset} ({split}), "
+        f"{len(images.class_names)} classes; added {counts.inserted:,}, updated {counts.updated:,}, "
+        f"unchanged {unchanged:,}"
+    )
+
+
+@collection_app.command("list")
+def collection_list(ctx: typer.Context, as_json: JsonOption = False, db: DbOption = None) -> None:
+    """The collections with their dataset, images (per split) and images with IWAN words."""
+    from semret.sql.images_store import list_collections
+
+    summaries = list_collections(_engine(ctx, db))
+    if as_json:
+        print(json.dumps([asdict(summary) for summary in summaries]))
+        return
+    table = Table(title="Collections")
+    for column in ("name", "dataset", "images", "splits", "with words"):
+        table.add_column(column, justify="right" if column in ("images", "with words") else "left")
+    for summary in summaries:
+        splits = ", ".join(f"{split} {count:,}" for split, count in summary.splits.items())
+        table.add_row(
+            summary.name, summary.dataset or "", f"{summary.images:,}", splits, f"{summary.images_with_words:,}"
+        )
+    if not summaries:
+        table.add_row("(none)", "", "", "", "")
+    console.print(table)
+
+
 # --- semret index ------------------------------------------------------------------------------
 
 
@@ -701,3 +778,147 @@ def query_vector(
     for row in results:
         table.add_row(str(row["rank"]), str(row["image_id"]), str(row["label"] or ""), f"{row['score']:.4f}")
     console.print(table)
+
+
+# --- semret eval / semret demo -----------------------------------------------------------------
+
+
+class _EvalProgress:
+    """Progress bars for an evaluation: a new bar whenever a stage starts over (features of the
+    train split, then of the test split; the hasher's training, then the classifier's...)."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.current: dict[str, tuple[Any, int, int]] = {}
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        task = self.current.get(stage)
+        if task is None or task[1] != total or done < task[2]:
+            task = (self.progress.add_task(stage, total=total), total, done)
+        self.current[stage] = (task[0], total, done)
+        self.progress.update(task[0], completed=done)
+
+
+def parse_ks(text: str) -> tuple[int, ...]:
+    """``"1,5,10"`` -> (1, 5, 10)."""
+    try:
+        ks = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise SemretError(f"--ks must be integers separated by commas, got {text!r}") from None
+    if not ks:
+        raise SemretError("--ks needs at least one k")
+    return ks
+
+
+def parse_settings(items: list[str]) -> dict[str, dict[str, Any]]:
+    """``["lsh.n_bits=12", "iwan.ranker=memory"]`` -> {"lsh": {"n_bits": 12}, "iwan": {"ranker": "memory"}};
+    values are read as JSON where they parse (numbers, true/false, null), else kept as text."""
+    settings: dict[str, dict[str, Any]] = {}
+    for item in items:
+        name, _, value = item.partition("=")
+        method, _, parameter = name.partition(".")
+        if not value or not method or not parameter:
+            raise SemretError(f"--set takes METHOD.PARAMETER=VALUE (e.g. lsh.n_bits=12), got {item!r}")
+        try:
+            parsed = json.loads(value)
+        except json.JSONDecodeError:
+            parsed = value
+        settings.setdefault(method.strip(), {})[parameter.strip()] = parsed
+    known = {*METHODS, "classifier"}
+    unknown = sorted(set(settings) - known)
+    if unknown:
+        raise SemretError(f"--set: unknown method {', '.join(unknown)} (choose from {', '.join(sorted(known))})")
+    return settings
+
+
+def _run_and_report(config: EvalConfig, out: Path) -> None:
+    """Run an evaluation with progress bars, print its tables, write its files."""
+    with _progress() as progress:
+        result = run_evaluation(config, out, _EvalProgress(progress), lambda message: err.print(escape(message)))
+    for table in report_tables(result):
+        console.print(table)
+    written = write_results(result, out)
+    console.print(f"report written to {out}: " + ", ".join(path.name for path in written.values()))
+
+
+@app.command("eval")
+def eval_command(
+    ctx: typer.Context,
+    dataset: Annotated[str, typer.Option("--dataset", help="fashion-mnist, cifar10, cifar100 or folder.")],
+    data_dir: Annotated[
+        Path | None, typer.Option("--data-dir", help="Where the dataset's files are (default: look in known places).")
+    ] = None,
+    download: Annotated[bool, typer.Option("--download", help="Download the dataset if missing (internet).")] = False,
+    backbone: Annotated[
+        str, typer.Option("--backbone", help="alexnet, resnet50, efficientnet-lite0 or small-cnn.")
+    ] = "efficientnet-lite0",
+    weights: Annotated[
+        str | None, typer.Option("--weights", help="imagenet, none (train from scratch) or a .pth file.")
+    ] = None,
+    image_size: Annotated[int | None, typer.Option("--image-size", help="Backbone input size in pixels.")] = None,
+    backbone_epochs: Annotated[
+        int, typer.Option("--backbone-epochs", min=0, help="Epochs to train a backbone that has no weights.")
+    ] = 10,
+    methods: Annotated[str, typer.Option("--methods", help="Comma-separated methods, or all.")] = "all",
+    ks: Annotated[str, typer.Option("--ks", help="The k of every metric, comma-separated.")] = "1,5,10,15,20,100,250",
+    protocol: Annotated[
+        str, typer.Option("--protocol", help="test (test images are database and queries) or train-test.")
+    ] = "test",
+    queries: Annotated[
+        int | None, typer.Option("--queries", min=1, help="Use N random test images as queries.")
+    ] = None,
+    train_limit: Annotated[
+        int | None, typer.Option("--train-limit", min=1, help="Train on N random train images.")
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seeds every random choice.")] = 0,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Report directory (default semret-eval/DATASET-BACKBONE).")
+    ] = None,
+    cache_dir: Annotated[
+        Path | None, typer.Option("--cache-dir", help="Feature cache (default: $SEMRET_CACHE_DIR or the user cache).")
+    ] = None,
+    settings: Annotated[
+        list[str] | None, typer.Option("--set", help="A method parameter, METHOD.PARAMETER=VALUE (repeatable).")
+    ] = None,
+    db: DbOption = None,
+) -> None:
+    """Run every retrieval method on a labelled image collection and score it (mAP@k, mAHP@k...)."""
+    root = ctx.find_root().obj or {}
+    config = EvalConfig(
+        dataset=dataset,
+        data_dir=str(data_dir) if data_dir else None,
+        download=download,
+        backbone=backbone,
+        weights=weights,
+        image_size=image_size,
+        backbone_epochs=backbone_epochs,
+        methods=tuple(parse_methods(methods)),
+        ks=parse_ks(ks),
+        protocol=protocol,
+        queries=queries,
+        train_limit=train_limit,
+        seed=seed,
+        database_url=db or root.get("db"),
+        cache_dir=str(cache_dir) if cache_dir else None,
+        params=parse_settings(settings or []),
+    )
+    _run_and_report(config, out or Path("semret-eval") / f"{dataset}-{backbone}")
+
+
+@app.command("demo")
+def demo_command(
+    ctx: typer.Context,
+    out: Annotated[Path, typer.Option("--out", help="Where the report goes.")] = Path("semret-demo"),
+    cache_dir: Annotated[Path | None, typer.Option("--cache-dir", help="Feature cache directory.")] = None,
+    db: DbOption = None,
+) -> None:
+    """The whole pipeline, offline, on the sample shipped with semret (1,000 Fashion-MNIST test images
+    and the norms sample): every method, scored with mAP@k and mAHP@k."""
+    root = ctx.find_root().obj or {}
+    url = db or root.get("db")
+    engine = make_engine(url)
+    err.print(f"database: {describe_url(engine.url)}")
+    loaded = prepare_database(url)
+    if loaded is not None:
+        err.print(f"loaded the norms sample: {loaded.pairs_inserted:,} pairs")
+    _run_and_report(demo_config(url, str(cache_dir) if cache_dir else None), out)

@@ -1,0 +1,255 @@
+"""`run_evaluation`: semret's main job, end to end, as ``semret eval`` runs it.
+
+1. Load the dataset's train and test images (`semret.vision.datasets`), its classes, hierarchy and
+   label -> word vocabulary.
+2. Features of every image through the backbone, cached on disk (`semret.vision.features`); a
+   backbone without pretrained weights (small-cnn) is first trained from scratch on the train split.
+3. Choose the database and the queries by the protocol: ``test`` (the published one: the test
+   images are both the database and the queries, a query never counting among its own results)
+   or ``train-test`` (the train images are the database, the test images the queries).
+4. Import the database images into the store, then run each method (`semret.evaluation.methods`):
+   indexes on the features, the semantic hash model (its codes stored and searched in the store),
+   the IWAN graph (built in the store from the classifier's words and the loaded norms).
+5. Score every method's rankings with mAP@k, mAHP@k, P@k, HP@k and balanced accuracy@k.
+
+Everything random is seeded by ``seed``: the same configuration gives the same rankings.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from semret.errors import SemretError
+from semret.evaluation.methods import METHODS, EvalData, MethodRun, Progress, iter_runs
+from semret.evaluation.scoring import Ground, score_rankings
+from semret.sql.engine import describe_url, make_engine
+from semret.sql.images_store import import_image_set
+from semret.sql.migrations import require_current_schema
+from semret.sql.norms_store import norms_stats
+from semret.vision.backbones import DEFAULT_WEIGHTS, Backbone, make_backbone
+from semret.vision.datasets import ImageSet, dataset_info, load_dataset
+from semret.vision.features import FeatureCache, FeatureKey, default_cache_dir, weights_id
+from semret.vision.training import train_backbone
+
+#: The evaluation protocols and what they mean.
+PROTOCOLS = {
+    "test": "the test images are both the database and the queries (the published protocol)",
+    "train-test": "the train images are the database, the test images the queries",
+}
+DEFAULT_KS = (1, 5, 10, 15, 20, 100, 250)
+#: The share of the images held out as test images when a dataset has no test split of its own.
+HELD_OUT = 0.2
+
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Everything that defines an evaluation run (written into results.json)."""
+
+    dataset: str
+    data_dir: str | None = None
+    download: bool = False
+    backbone: str = "efficientnet-lite0"
+    weights: str | None = None
+    image_size: int | None = None
+    backbone_epochs: int = 10
+    methods: tuple[str, ...] = METHODS
+    ks: tuple[int, ...] = DEFAULT_KS
+    protocol: str = "test"
+    queries: int | None = None
+    train_limit: int | None = None
+    seed: int = 0
+    database_url: str | None = None
+    cache_dir: str | None = None
+    batch_size: int = 64
+    params: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def check(self) -> None:
+        """Reject a configuration that cannot run, before any work is done."""
+        if self.protocol not in PROTOCOLS:
+            raise SemretError(f"unknown protocol {self.protocol!r}: choose {' or '.join(PROTOCOLS)}")
+        if not self.ks or min(self.ks) < 1 or len(set(self.ks)) != len(self.ks):
+            raise SemretError(f"ks must be distinct positive integers, got {list(self.ks)}")
+        unknown = sorted(set(self.methods) - set(METHODS))
+        if unknown or not self.methods:
+            raise SemretError(f"unknown method(s) {', '.join(unknown) or '(none)'}: choose from {', '.join(METHODS)}")
+        for name, value in (("queries", self.queries), ("train_limit", self.train_limit)):
+            if value is not None and value < 1:
+                raise SemretError(f"{name} must be at least 1, got {value}")
+
+
+@dataclass
+class EvalResult:
+    """A finished run: per method its rankings, timings and scores (metric -> k -> mean)."""
+
+    config: EvalConfig
+    collection: str
+    summary: dict[str, Any]
+    database_ids: npt.NDArray[np.int64]
+    query_ids: npt.NDArray[np.int64]
+    runs: dict[str, MethodRun]
+    scores: dict[str, dict[str, dict[int, float]]]
+
+
+def _sample(n: int, limit: int | None, seed: int) -> npt.NDArray[np.int64]:
+    """Positions of ``limit`` of n items drawn at random (seeded), in order; all when no limit."""
+    if limit is None or limit >= n:
+        return np.arange(n, dtype=np.int64)
+    return np.sort(np.random.default_rng(seed).choice(n, size=limit, replace=False)).astype(np.int64)
+
+
+def _train_and_test(config: EvalConfig, log: Log) -> tuple[ImageSet, ImageSet]:
+    """The train and test images; a dataset without both splits is split (seeded, per class)."""
+    info = dataset_info(config.dataset, config.data_dir)
+    if "train" in info.splits and "test" in info.splits:
+        train = load_dataset(config.dataset, "train", config.data_dir, config.download)
+        test = load_dataset(config.dataset, "test", config.data_dir, config.download)
+        return train, test
+    everything = load_dataset(config.dataset, "all", config.data_dir, config.download)
+    rng = np.random.default_rng(config.seed)
+    held = np.zeros(len(everything), dtype=bool)
+    for label in np.unique(everything.labels):
+        members = np.flatnonzero(everything.labels == label)
+        held[rng.permutation(members)[: max(1, round(HELD_OUT * len(members)))]] = True
+    log(f"{config.dataset} has no test split: {held.sum():,} of {len(everything):,} images held out as test images")
+    return everything.subset(np.flatnonzero(~held)), everything.subset(np.flatnonzero(held))
+
+
+def _backbone(config: EvalConfig, train: ImageSet, cache_root: Path, progress: Progress | None, log: Log) -> Backbone:
+    """The backbone; one with no pretrained weights is trained from scratch on the train images
+    (once: the weights are kept in the cache, named by the training data and settings)."""
+    weights = config.weights or DEFAULT_WEIGHTS.get(config.backbone, "none")
+    if weights != "none" or config.backbone_epochs == 0:
+        return make_backbone(config.backbone, weights, config.image_size)
+    size = config.image_size or make_backbone(config.backbone, "none").input_size
+    name = f"{train.dataset}_{train.fingerprint()}_{config.backbone}_{size}px_e{config.backbone_epochs}_s{config.seed}"
+    path = cache_root / "weights" / f"{name}.pth"
+    if path.is_file():
+        log(f"{config.backbone}: reusing the weights trained on {train.dataset} ({path})")
+        return make_backbone(config.backbone, str(path), config.image_size)
+    log(f"{config.backbone}: training from scratch on {len(train):,} train images ({config.backbone_epochs} epochs)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return train_backbone(
+        config.backbone,
+        train.images,
+        train.labels,
+        len(train.class_names),
+        epochs=config.backbone_epochs,
+        seed=config.seed,
+        image_size=config.image_size,
+        out=path,
+        progress=progress,
+    )
+
+
+def _features(
+    cache: FeatureCache, images: ImageSet, backbone: Backbone, batch_size: int, progress: Progress | None
+) -> npt.NDArray[np.float32]:
+    key = FeatureKey(
+        images.dataset, images.split, images.fingerprint(), backbone.name, weights_id(backbone), backbone.input_size
+    )
+    return np.asarray(cache.features(key, images.images, backbone, batch_size, progress), dtype=np.float32)
+
+
+def run_evaluation(
+    config: EvalConfig, work_dir: Path, progress: Progress | None = None, log: Log | None = None
+) -> EvalResult:
+    """Run the whole evaluation (see the module docstring); ``work_dir`` receives the hash model."""
+    say = log or (lambda _message: None)
+    config.check()
+    info = dataset_info(config.dataset, config.data_dir)
+    hierarchy = info.class_hierarchy()
+    hierarchy.require_classes(info.class_names)
+    engine = make_engine(config.database_url)
+    require_current_schema(engine)
+    if norms_stats(engine).pairs == 0 and "iwan" in config.methods:
+        raise SemretError("no norms are loaded, which IWAN needs: run `semret norms load PATH` (or --sample) first")
+    started = time.perf_counter()
+    train, test = _train_and_test(config, say)
+    train = train.subset(_sample(len(train), config.train_limit, config.seed))
+    cache_root = Path(config.cache_dir) if config.cache_dir else default_cache_dir()
+    backbone = _backbone(config, train, cache_root, progress, say)
+    say(f"features: {backbone.name} ({backbone.weights} weights, {backbone.input_size} px), cache {cache_root}")
+    cache = FeatureCache(cache_root)
+    train_features = _features(cache, train, backbone, config.batch_size, progress)
+    test_features = _features(cache, test, backbone, config.batch_size, progress)
+    prepared = time.perf_counter() - started
+
+    if config.protocol == "test":
+        database, database_features = test, test_features
+    else:
+        database = (
+            load_dataset(config.dataset, "train", config.data_dir, config.download) if config.train_limit else train
+        )
+        database_features = (
+            train_features if database is train else _features(cache, database, backbone, config.batch_size, progress)
+        )
+    order = np.argsort(database.image_ids, kind="stable")
+    database, database_features = database.subset(order), database_features[order]
+    chosen = _sample(len(test), config.queries, config.seed + 1)
+    queries, query_features = test.subset(chosen), test_features[chosen]
+    if max(config.ks) > len(database) - (1 if config.protocol == "test" else 0):
+        raise SemretError(f"k = {max(config.ks)} is more than the {len(database):,} database images can give")
+
+    collection = f"eval-{database.dataset}-{database.split}-{database.fingerprint()[:12]}"
+    imported = import_image_set(engine, collection, database)
+    say(f"store: collection {collection!r} ({len(database):,} images; {imported.inserted:,} new)")
+    data = EvalData(
+        engine=engine,
+        collection=collection,
+        class_names=info.class_names,
+        hierarchy=hierarchy,
+        aliases=info.aliases(),
+        train_features=train_features,
+        train_labels=train.labels,
+        database_ids=database.image_ids,
+        database_features=database_features,
+        database_labels=database.labels,
+        query_ids=queries.image_ids,
+        query_features=query_features,
+        query_labels=queries.labels,
+        queries_in_database=config.protocol == "test",
+        work_dir=work_dir,
+        seed=config.seed,
+        params=config.params,
+    )
+    ground = Ground(
+        database.image_ids,
+        database.labels,
+        queries.labels,
+        hierarchy.similarity_matrix(info.class_names),
+        config.protocol == "test",
+    )
+    runs: dict[str, MethodRun] = {}
+    scores: dict[str, dict[str, dict[int, float]]] = {}
+    for method, run in iter_runs(data, list(config.methods), max(config.ks), progress):
+        runs[method] = run
+        scores[method] = score_rankings(ground, run.ids, sorted(config.ks))
+        say(
+            f"{method}: mAP@{max(config.ks)} {scores[method]['mAP'][max(config.ks)]:.4f}, "
+            f"mAHP@{max(config.ks)} {scores[method]['mAHP'][max(config.ks)]:.4f}, "
+            f"{1000 * run.query_seconds.mean():.2f} ms a query"
+        )
+    summary = {
+        "dataset": config.dataset,
+        "classes": len(info.class_names),
+        "hierarchy": info.hierarchy or "flat",
+        "protocol": PROTOCOLS[config.protocol],
+        "train_images": len(train),
+        "database_images": len(database),
+        "queries": len(queries),
+        "backbone": {"name": backbone.name, "weights": backbone.weights, "input_size": backbone.input_size},
+        "feature_dim": int(train_features.shape[1]),
+        "database_backend": engine.dialect.name,
+        "database_url": describe_url(engine.url),
+        "preparation_seconds": prepared,
+    }
+    return EvalResult(config, collection, summary, database.image_ids, queries.image_ids, runs, scores)
