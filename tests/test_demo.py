@@ -49,6 +49,7 @@ def test_demo_runs_end_to_end_on_the_embedded_database(tmp_path: Path) -> None:
     assert document["methods"]["iwan"]["metrics"]["mAP"]["10"] > 0.5
     second = ok("demo", "--out", out, "--cache-dir", tmp_path / "cache")  # a rerun: nothing to load again
     assert "loaded the norms sample" not in second.output
-    assert json.loads((out / "results.json").read_text())["methods"]["exact"]["metrics"] == (
-        document["methods"]["exact"]["metrics"]
+    assert (
+        json.loads((out / "results.json").read_text())["methods"]["exact"]["metrics"]
+        == (document["methods"]["exact"]["metrics"])
     )

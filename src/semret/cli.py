@@ -14,7 +14,7 @@ from collections import Counter
 from dataclasses import asdict
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -29,16 +29,8 @@ from typer.core import TyperGroup
 
 from semret import __version__
 from semret.errors import SemretError
-from semret.evaluation.demo import demo_config, prepare_database
-from semret.evaluation.methods import METHODS, parse_methods
-from semret.evaluation.pipeline import EvalConfig, run_evaluation
-from semret.evaluation.report import tables as report_tables
-from semret.evaluation.report import write_results
 from semret.hashing.class_embeddings import class_embeddings
-from semret.hashing.hasher import SemanticHasher
 from semret.hashing.retrieval import SemanticHashIndex
-from semret.indexes import load_index, make_index
-from semret.indexes.base import index_class, read_index_extra
 from semret.iwan.graph import IwanSettings
 from semret.iwan.index import NO_IMAGE
 from semret.iwan.links import link_predictions, read_predictions
@@ -59,6 +51,11 @@ from semret.sql.iwan_store import (
 from semret.sql.norms_store import NormsLoadReport, load_norms, norms_stats, word_associates
 from semret.vision.arrays import read_labelled_arrays
 from semret.vision.hierarchy import ClassHierarchy, available_hierarchies
+
+# The hasher, the evaluation and the vector indexes import torch (or faiss), which takes seconds:
+# the commands that need them import them, so that the others (and --help) start quickly.
+if TYPE_CHECKING:
+    from semret.evaluation.pipeline import EvalConfig
 
 console = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -488,6 +485,8 @@ def hash_train(
     seed: Annotated[int, typer.Option("--seed")] = 0,
 ) -> None:
     """Train the semantic hash network on labelled images or features; write a checkpoint."""
+    from semret.hashing.hasher import SemanticHasher
+
     arrays = read_labelled_arrays(data)
     if arrays.kind == "images" and backbone is None:
         raise SemretError(f"{data} holds images: choose a --backbone to encode them")
@@ -522,6 +521,8 @@ def hash_encode(
     db: DbOption = None,
 ) -> None:
     """Encode a collection's images to embeddings and binary codes, and store them."""
+    from semret.hashing.hasher import SemanticHasher
+
     hasher = SemanticHasher.load(model)
     arrays = read_labelled_arrays(data)
     engine = _engine(ctx, db)
@@ -706,6 +707,9 @@ def index_build(
     db: DbOption = None,
 ) -> None:
     """Build a vector index over features or stored embeddings and save it to a file."""
+    from semret.indexes import make_index
+    from semret.indexes.base import index_class
+
     ids, vectors, labels = _index_vectors(ctx, features, collection, model, db)
     options = {
         "--bits": ("n_bits", bits), "--tables": ("n_tables", tables), "--probes": ("n_probes", probes),
@@ -744,6 +748,9 @@ def query_vector(
     as_json: JsonOption = False,
 ) -> None:
     """The k images nearest by cosine to an indexed image, as the index finds them."""
+    from semret.indexes import load_index
+    from semret.indexes.base import read_index_extra
+
     index = load_index(index_file)
     labels = read_index_extra(index_file).get("labels")
     ids = index.store.ids
@@ -813,6 +820,8 @@ def parse_ks(text: str) -> tuple[int, ...]:
 def parse_settings(items: list[str]) -> dict[str, dict[str, Any]]:
     """``["lsh.n_bits=12", "iwan.ranker=memory"]`` -> {"lsh": {"n_bits": 12}, "iwan": {"ranker": "memory"}};
     values are read as JSON where they parse (numbers, true/false, null), else kept as text."""
+    from semret.evaluation.methods import METHODS
+
     settings: dict[str, dict[str, Any]] = {}
     for item in items:
         name, _, value = item.partition("=")
@@ -833,6 +842,10 @@ def parse_settings(items: list[str]) -> dict[str, dict[str, Any]]:
 
 def _run_and_report(config: EvalConfig, out: Path) -> None:
     """Run an evaluation with progress bars, print its tables, write its files."""
+    from semret.evaluation.pipeline import run_evaluation
+    from semret.evaluation.report import tables as report_tables
+    from semret.evaluation.report import write_results
+
     with _progress() as progress:
         result = run_evaluation(config, out, _EvalProgress(progress), lambda message: err.print(escape(message)))
     for table in report_tables(result):
@@ -883,6 +896,9 @@ def eval_command(
     db: DbOption = None,
 ) -> None:
     """Run every retrieval method on a labelled image collection and score it (mAP@k, mAHP@k...)."""
+    from semret.evaluation.methods import parse_methods
+    from semret.evaluation.pipeline import EvalConfig
+
     root = ctx.find_root().obj or {}
     config = EvalConfig(
         dataset=dataset,
@@ -914,6 +930,8 @@ def demo_command(
 ) -> None:
     """The whole pipeline, offline, on the sample shipped with semret (1,000 Fashion-MNIST test images
     and the norms sample): every method, scored with mAP@k and mAHP@k."""
+    from semret.evaluation.demo import demo_config, prepare_database
+
     root = ctx.find_root().obj or {}
     url = db or root.get("db")
     engine = make_engine(url)

@@ -52,16 +52,18 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
-import torch
 
 from semret.errors import SemretError
 from semret.hashing.cosine import CosineIndex, normalise
 from semret.indexes.base import VectorIndex
 from semret.indexes.buckets import MAX_BITS, BucketTables, bucket_keys
+
+if TYPE_CHECKING:  # torch is imported where it runs: it is slow to import, and the other indexes need none
+    import torch
 
 #: progress(stage, done, total): stage is "neighbours" (done = points), "training" (done = steps)
 #: or "hashing" (done = vectors put in buckets).
@@ -154,6 +156,8 @@ class NeuralLSH(VectorIndex):
 
     def _fit(self, vectors: npt.NDArray[np.float32], labels: npt.NDArray[np.int64] | None) -> None:
         """Train the hash networks on (a sample of) the unit vectors; ``labels`` are not used."""
+        import torch
+
         sample = self._sample(vectors)
         positives = torch.from_numpy(self._neighbours(sample))
         with _one_thread():
@@ -164,6 +168,8 @@ class NeuralLSH(VectorIndex):
 
     def _train(self, data: torch.Tensor, positives: torch.Tensor) -> None:
         """Train the networks of all tables on unit vectors ``data`` with ``positives`` (n, J)."""
+        import torch
+
         n, tables = len(data), self.n_tables
         generators = [torch.Generator().manual_seed(self.seed * 1_000_003 + table) for table in range(tables)]
         layers = self._initial_layers(generators)
@@ -230,6 +236,8 @@ class NeuralLSH(VectorIndex):
     def _initial_layers(self, generators: list[torch.Generator]) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Per layer, stacked over tables: random Gaussian hyperplanes through the origin (random-
         hyperplane LSH to start from), scaled so a unit vector's outputs have unit variance."""
+        import torch
+
         layers = []
         for fan_in, fan_out in self._layer_shapes():
             scale = 1.0 if fan_in == self.dim else (2.0 / fan_in) ** 0.5  # inputs are unit vectors
@@ -247,6 +255,8 @@ class NeuralLSH(VectorIndex):
     ) -> torch.Tensor:
         """Sum over tables of each table's loss on its batch ``chosen`` (L, B) with negatives at the
         batch positions ``picked`` (L, B, M): collide with positives, not with negatives, balanced."""
+        import torch
+
         tables, batch = chosen.shape
         j, h = self.neighbours, self.n_bits
         points = torch.cat([chosen, positives[chosen].reshape(tables, batch * j)], dim=1)  # (L, B + B*J)
@@ -273,6 +283,8 @@ class NeuralLSH(VectorIndex):
 
     def _keys(self, vectors: npt.NDArray[np.float32], progress: Progress | None = None) -> npt.NDArray[np.uint64]:
         """(n, L) bucket keys of unit vectors: bit j of table t is set where its logit is > 0."""
+        import torch
+
         if not self.layers_:
             raise SemretError(f"the {self.kind} index must be fitted first: call fit()")
         keys = np.empty((len(vectors), self.n_tables), dtype=np.uint64)
@@ -302,6 +314,8 @@ class NeuralLSH(VectorIndex):
         return state
 
     def _restore(self, state: dict[str, npt.NDArray[Any]]) -> None:
+        import torch
+
         if not state:
             return
         layers = []
@@ -324,6 +338,8 @@ def _one_thread() -> Iterator[None]:
     """Run torch on one thread meanwhile (restored after). Its ops here are small (a batch of 125),
     and torch's OpenMP threads then cost more than they save: training was about 25x slower with 2
     threads on 2 cores while another process kept one of them busy."""
+    import torch
+
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -334,6 +350,8 @@ def _one_thread() -> Iterator[None]:
 
 def _logits(layers: list[tuple[torch.Tensor, torch.Tensor]], inputs: torch.Tensor) -> torch.Tensor:
     """(L, n, H) logits of (L, n, dim) inputs, each table through its own layers (ReLU between)."""
+    import torch
+
     outputs = inputs
     for layer, (weights, biases) in enumerate(layers):
         if layer:
@@ -345,6 +363,8 @@ def _logits(layers: list[tuple[torch.Tensor, torch.Tensor]], inputs: torch.Tenso
 def _log_collision(soft: torch.Tensor, others: torch.Tensor) -> torch.Tensor:
     """log of the probability that two points share a bucket, from their soft bits in (-1, 1):
     the sum over bits of log((1 + s t) / 2), bits taken as independent."""
+    import torch
+
     return torch.log(((1 + soft * others) / 2).clamp(min=_TINY)).sum(dim=-1)
 
 

@@ -13,6 +13,7 @@ import json
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
@@ -22,12 +23,14 @@ from sqlalchemy.dialects.postgresql import BIT
 from semret.errors import SemretError
 from semret.hashing.codes import codes_to_int64
 from semret.hashing.hamming import NO_ID, HammingIndex
-from semret.hashing.hasher import EncodedImages, SemanticHasher
 from semret.sql.bulk import MergeCounts, stage_and_merge
 from semret.sql.engine import connect
 from semret.sql.images_store import IMAGES, check_image_ids, collection_id, store_images
 from semret.sql.migrations import require_current_schema
 from semret.sql.models import HashModel, ImageHash
+
+if TYPE_CHECKING:  # torch is slow to import: the hasher is only a type here
+    from semret.hashing.hasher import EncodedImages, SemanticHasher
 
 MODELS: Table = HashModel.__table__  # type: ignore[assignment]
 HASHES: Table = ImageHash.__table__  # type: ignore[assignment]
