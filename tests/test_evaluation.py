@@ -221,3 +221,18 @@ def test_eval_command_rejects_bad_options(sqlite_url: str, args: list[str], mess
     result = semret("eval", *flat, *args, "--db", sqlite_url)
     assert result.exit_code == 1
     assert message in " ".join(result.output.split())
+
+
+def test_untrained_weights_are_drawn_from_the_seed_and_cached_apart(
+    sqlite_url: str, tiny: Path, tmp_path: Path
+) -> None:
+    prepare_database(sqlite_url)
+    config = tiny_config(tiny, sqlite_url, tmp_path / "cache", backbone_epochs=0, methods=("exact",))
+    first = run(config, tmp_path / "one")
+    (tmp_path / "cache" / "weights" / "small-cnn_random_16px_s0.pth").unlink()  # drawn again from seed 0
+    again = run(config, tmp_path / "two")
+    assert np.array_equal(first.runs["exact"].ids, again.runs["exact"].ids)
+    other = run(replace(config, seed=1), tmp_path / "three")
+    # train and test features: seed 0 (drawn twice, the same weights) and seed 1 apart
+    assert len(list((tmp_path / "cache" / "features").iterdir())) == 4
+    assert not np.array_equal(np.sort(first.runs["exact"].ids, axis=1), np.sort(other.runs["exact"].ids, axis=1))

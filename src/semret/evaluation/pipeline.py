@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import torch
 
 from semret.errors import SemretError
 from semret.evaluation.methods import METHODS, EvalData, MethodRun, Progress, iter_runs
@@ -127,9 +128,11 @@ def _backbone(config: EvalConfig, train: ImageSet, cache_root: Path, progress: P
     """The backbone; one with no pretrained weights is trained from scratch on the train images
     (once: the weights are kept in the cache, named by the training data and settings)."""
     weights = config.weights or DEFAULT_WEIGHTS.get(config.backbone, "none")
-    if weights != "none" or config.backbone_epochs == 0:
+    if weights != "none":
         return make_backbone(config.backbone, weights, config.image_size)
     size = config.image_size or make_backbone(config.backbone, "none").input_size
+    if config.backbone_epochs == 0:
+        return _random_backbone(config, size, cache_root)
     name = f"{train.dataset}_{train.fingerprint()}_{config.backbone}_{size}px_e{config.backbone_epochs}_s{config.seed}"
     path = cache_root / "weights" / f"{name}.pth"
     if path.is_file():
@@ -148,6 +151,20 @@ def _backbone(config: EvalConfig, train: ImageSet, cache_root: Path, progress: P
         out=path,
         progress=progress,
     )
+
+
+def _random_backbone(config: EvalConfig, size: int, cache_root: Path) -> Backbone:
+    """Untrained weights (a random-features baseline), drawn from ``seed`` and kept as a file, so
+    that the feature cache tells one draw from another by the file's checksum."""
+    path = cache_root / "weights" / f"{config.backbone}_random_{size}px_s{config.seed}.pth"
+    if not path.is_file():
+        torch.manual_seed(config.seed)
+        module = make_backbone(config.backbone, "none", config.image_size).module
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(".partial")
+        torch.save(module.state_dict(), partial)
+        partial.replace(path)
+    return make_backbone(config.backbone, str(path), config.image_size)
 
 
 def _features(
