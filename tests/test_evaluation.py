@@ -236,3 +236,33 @@ def test_untrained_weights_are_drawn_from_the_seed_and_cached_apart(
     # train and test features: seed 0 (drawn twice, the same weights) and seed 1 apart
     assert len(list((tmp_path / "cache" / "features").iterdir())) == 4
     assert not np.array_equal(np.sort(first.runs["exact"].ids, axis=1), np.sort(other.runs["exact"].ids, axis=1))
+
+
+def test_a_folder_without_a_test_split_is_split_per_class(sqlite_url: str, tmp_path: Path) -> None:
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    root = tmp_path / "shapes"
+    for label, colour in enumerate(((220, 30, 30), (30, 220, 30), (30, 30, 220))):
+        for i in range(10):
+            pixels = np.clip(rng.normal(colour, 20, (16, 16, 3)), 0, 255).astype(np.uint8)
+            (root / f"class{label}").mkdir(parents=True, exist_ok=True)
+            Image.fromarray(pixels).save(root / f"class{label}" / f"{i}.png")
+    migrations.upgrade(make_engine(sqlite_url))
+    config = EvalConfig(
+        dataset="folder",
+        data_dir=str(root),
+        backbone="small-cnn",
+        image_size=16,
+        backbone_epochs=0,
+        methods=("exact", "hash"),
+        ks=(1, 5),
+        database_url=sqlite_url,
+        cache_dir=str(tmp_path / "cache"),
+        params={"hash": {"epochs": 3}},
+    )
+    result = run(config, tmp_path / "work")
+    assert result.summary["hierarchy"] == "flat"
+    assert len(result.database_ids) == 6 and result.summary["train_images"] == 24  # 2 of 10 per class held out
+    check_rankings(result)
+    assert result.scores["exact"]["P"][1] == 1.0  # three colours: the nearest image is always of the same class
