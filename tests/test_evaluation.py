@@ -109,6 +109,9 @@ def test_every_method_on_the_published_protocol(database_url: str, tiny: Path, t
     assert result.scores["exact"]["P"][1] > 0.6
     assert result.scores["iwan"]["P"][1] > 0.6
     assert result.runs["iwan"].details["classifier"]["query_accuracy"] > 0.6
+    hash_details = result.runs["hash"].details
+    assert hash_details["model"].startswith(f"{result.collection}-hash-small-cnn-sha256-")
+    assert 1 <= hash_details["distinct_database_codes"] <= len(result.database_ids)
     expected_search = "postgresql" if database_url.startswith("postgresql") else "memory (codes read from the store)"
     assert result.runs["hash"].details["searched_in"] == expected_search
 

@@ -80,6 +80,8 @@ class EvalData:
     query_labels: npt.NDArray[np.int64]
     queries_in_database: bool
     work_dir: Path
+    #: Names the features (backbone, weights, input size), so models trained on them are told apart.
+    feature_tag: str = "features"
     seed: int = 0
     params: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: What methods of one run share (the hash model, trained once for "hash" and "hash-rerank").
@@ -182,7 +184,7 @@ def _hash_model(data: EvalData, progress: Progress | None) -> _HashModel:
     hasher.fit(data.train_features, data.train_labels, embeddings, data.class_names, progress=progress)
     checkpoint = data.work_dir / "hash-model.pt"
     hasher.save(checkpoint)
-    model = register_model(data.engine, f"{data.collection}-hash", hasher, checkpoint)
+    model = register_model(data.engine, f"{data.collection}-hash-{data.feature_tag}", hasher, checkpoint)
     store_hashes(
         data.engine,
         model,
@@ -194,7 +196,12 @@ def _hash_model(data: EvalData, progress: Progress | None) -> _HashModel:
     stored = load_hashes(data.engine, model, data.collection)
     built = time.perf_counter() - start
     queries = hasher.encode(data.query_features)
-    details = {"params": {**hasher.config.__dict__, "shortlist": shortlist}, "final_loss": hasher.loss_history_[-1]}
+    details = {
+        "params": {**hasher.config.__dict__, "shortlist": shortlist},
+        "model": model.name,
+        "final_loss": hasher.loss_history_[-1],
+        "distinct_database_codes": len(np.unique(stored.codes, axis=0)),
+    }
     data.shared["hash"] = _HashModel(hasher, built, queries.embeddings, queries.codes, details, stored, model)
     return data.shared["hash"]  # type: ignore[no-any-return]
 

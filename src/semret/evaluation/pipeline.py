@@ -235,6 +235,7 @@ def run_evaluation(
         query_labels=queries.labels,
         queries_in_database=config.protocol == "test",
         work_dir=work_dir,
+        feature_tag=f"{backbone.name}-{weights_id(backbone).replace(':', '-')}-{backbone.input_size}px",
         seed=config.seed,
         params=config.params,
     )
