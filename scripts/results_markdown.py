@@ -1,6 +1,6 @@
 """Print the Markdown tables of docs/results.md from the results.json files of `semret eval` runs.
 
-    uv run python scripts/results_markdown.py REPORT_DIR [REPORT_DIR ...]
+uv run python scripts/results_markdown.py REPORT_DIR [REPORT_DIR ...]
 """
 
 from __future__ import annotations
