@@ -9,7 +9,12 @@ import json
 import sys
 from pathlib import Path
 
-METRICS = ("mAP", "mAHP", "P", "balanced accuracy")
+METRICS = ("mAP", "mAHP", "P", "HP", "balanced accuracy")
+
+
+def weights_label(weights: str) -> str:
+    """'imagenet' and 'none' as they are; a weights file (a backbone trained by the run) as 'trained'."""
+    return weights if weights in ("imagenet", "none") else "trained"
 
 
 def tables(report: Path) -> str:
@@ -18,7 +23,8 @@ def tables(report: Path) -> str:
     ks = [str(k) for k in sorted(document["config"]["ks"])]
     backbone = summary["backbone"]
     lines = [
-        f"### {summary['dataset']}, {backbone['name']} ({backbone['weights']} weights, {backbone['input_size']} px)",
+        f"### {summary['dataset']}, {backbone['name']} "
+        f"({weights_label(backbone['weights'])} weights, {backbone['input_size']} px)",
         "",
         f"{summary['queries']:,} queries, {summary['database_images']:,} database images, "
         f"{summary['train_images']:,} train images; {summary['protocol']}; store: {summary['database_backend']}.",
@@ -44,5 +50,25 @@ def tables(report: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+def main_table(reports: list[Path]) -> str:
+    lines = [
+        "| backbone | method | mAP@250 | mAHP@250 | P@10 | mAP@10 | query ms |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for report in reports:
+        document = json.loads((report / "results.json").read_text(encoding="utf-8"))
+        backbone = document["summary"]["backbone"]
+        name = f"{backbone['name']} ({weights_label(backbone['weights'])}, {backbone['input_size']} px)"
+        for method, values in document["methods"].items():
+            m = values["metrics"]
+            lines.append(
+                f"| {name} | {method} | {m['mAP']['250']:.4f} | {m['mAHP']['250']:.4f} | {m['P']['10']:.4f} | "
+                f"{m['mAP']['10']:.4f} | {values['timing']['query_ms_mean']:.2f} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
 if __name__ == "__main__":
-    print("\n".join(tables(Path(argument)) for argument in sys.argv[1:]))
+    reports = [Path(argument) for argument in sys.argv[1:]]
+    print(main_table(reports))
+    print("\n".join(tables(report) for report in reports))
