@@ -106,7 +106,7 @@ def test_hash_errors_are_clear(sqlite_url: str, features_file: Path, model_file:
     corrupt = tmp_path / "corrupt.pt"
     corrupt.write_bytes(b"not a checkpoint")
     result = semret("hash", "encode", corrupt, features_file, "--collection", "shop", "--db", sqlite_url)
-    assert result.exit_code == 1 and "not a readable checkpoint" in result.stderr
+    assert result.exit_code == 1 and "not a readable hash model checkpoint" in result.stderr
     ok("db", "upgrade", "--db", sqlite_url)
     ok("hash", "encode", model_file, features_file, "--collection", "shop", "--db", sqlite_url)
     base = ("query", "hash", "--collection", "shop", "--model", "fm", "--db", sqlite_url)

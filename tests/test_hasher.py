@@ -87,7 +87,7 @@ def test_bad_checkpoints_are_clear_errors(data: tuple, tmp_path: Path) -> None:
         SemanticHasher.load(path, expect={"n_bits": 48})
     truncated = tmp_path / "truncated.pt"
     truncated.write_bytes(path.read_bytes()[:1000])
-    with pytest.raises(SemretError, match="not a readable checkpoint"):
+    with pytest.raises(SemretError, match="not a readable hash model checkpoint"):
         SemanticHasher.load(truncated)
     foreign = tmp_path / "foreign.pt"
     torch.save({"weights": torch.zeros(2)}, foreign)

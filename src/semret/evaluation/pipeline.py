@@ -34,6 +34,7 @@ from semret.sql.engine import describe_url, make_engine
 from semret.sql.images_store import import_image_set
 from semret.sql.migrations import require_current_schema
 from semret.sql.norms_store import norms_stats
+from semret.torch_files import save_atomically
 from semret.vision.backbones import DEFAULT_WEIGHTS, Backbone, make_backbone
 from semret.vision.datasets import ImageSet, dataset_info, load_dataset
 from semret.vision.features import FeatureCache, FeatureKey, default_cache_dir, weights_id
@@ -159,11 +160,7 @@ def _random_backbone(config: EvalConfig, size: int, cache_root: Path) -> Backbon
     path = cache_root / "weights" / f"{config.backbone}_random_{size}px_s{config.seed}.pth"
     if not path.is_file():
         torch.manual_seed(config.seed)
-        module = make_backbone(config.backbone, "none", config.image_size).module
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(".partial")
-        torch.save(module.state_dict(), partial)
-        partial.replace(path)
+        save_atomically(path, make_backbone(config.backbone, "none", config.image_size).module.state_dict())
     return make_backbone(config.backbone, str(path), config.image_size)
 
 

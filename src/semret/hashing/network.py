@@ -20,8 +20,8 @@ import torch
 from torch import nn
 from torch.nn import functional
 
-from semret import __version__
 from semret.errors import SemretError
+from semret.torch_files import read_semret_file, save_semret_file
 
 CHECKPOINT_FORMAT = "semret.hash-model"
 CHECKPOINT_VERSION = 1
@@ -63,41 +63,15 @@ def hash_loss(
 def save_checkpoint(path: str | Path, config: dict[str, Any], network: HashNetwork, extra: dict[str, Any]) -> None:
     """Write a checkpoint: the format, semret's version, the config, the weights and ``extra``
     (class names and embeddings), readable with ``torch.load(weights_only=True)``."""
-    file = Path(path)
-    file.parent.mkdir(parents=True, exist_ok=True)
-    payload = {
-        "format": CHECKPOINT_FORMAT,
-        "format_version": CHECKPOINT_VERSION,
-        "semret_version": __version__,
-        "config": config,
-        "state_dict": network.state_dict(),
-        **extra,
-    }
-    temporary = file.with_name(file.name + ".partial")
-    torch.save(payload, temporary)
-    temporary.replace(file)  # never leave a half-written checkpoint under the real name
+    contents = {"config": config, "state_dict": network.state_dict(), **extra}
+    save_semret_file(path, CHECKPOINT_FORMAT, CHECKPOINT_VERSION, contents)
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """A checkpoint's contents, with clear errors for a missing, corrupt or foreign file."""
-    file = Path(path)
-    if not file.is_file():
-        raise SemretError(f"no hash model checkpoint at {file}")
-    try:
-        payload = torch.load(file, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise SemretError(f"{file}: not a readable checkpoint (corrupt or truncated?): {exc}") from exc
-    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        raise SemretError(f"{file}: not a semret hash model checkpoint")
-    if payload.get("format_version", 0) > CHECKPOINT_VERSION:
-        raise SemretError(
-            f"{file}: checkpoint format {payload['format_version']} is newer than this semret reads "
-            f"({CHECKPOINT_VERSION}): upgrade semret"
-        )
-    for key in ("config", "state_dict"):
-        if key not in payload:
-            raise SemretError(f"{file}: checkpoint has no {key!r}")
-    return payload
+    return read_semret_file(
+        path, CHECKPOINT_FORMAT, CHECKPOINT_VERSION, "hash model checkpoint", ("config", "state_dict")
+    )
 
 
 def load_weights(network: HashNetwork, state_dict: dict[str, torch.Tensor], source: str) -> None:

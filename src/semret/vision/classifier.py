@@ -11,7 +11,6 @@ Training (Adam, mini-batches) is seeded and reproducible on the same machine.
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -22,8 +21,8 @@ import torch
 from torch import nn
 from torch.nn import functional
 
-from semret import __version__
 from semret.errors import SemretError
+from semret.torch_files import read_semret_file, save_semret_file
 from semret.vision.features import Progress
 
 CHECKPOINT_FORMAT = "semret.feature-classifier"
@@ -134,12 +133,7 @@ class FeatureClassifier:
     def save(self, path: str | Path) -> None:
         """Write the trained classifier and its parameters to ``path`` (atomically)."""
         network = self._fitted()
-        file = Path(path)
-        file.parent.mkdir(parents=True, exist_ok=True)
-        payload = {
-            "format": CHECKPOINT_FORMAT,
-            "format_version": CHECKPOINT_VERSION,
-            "semret_version": __version__,
+        contents = {
             "config": asdict(self.config),
             "n_classes": self.n_classes_,
             "n_features": self.n_features_in_,
@@ -147,9 +141,7 @@ class FeatureClassifier:
             "scale": torch.from_numpy(self.scale_),
             "state_dict": network.state_dict(),
         }
-        temporary = file.with_name(file.name + ".partial")
-        torch.save(payload, temporary)
-        os.replace(temporary, file)  # never a half-written file under the real name
+        save_semret_file(path, CHECKPOINT_FORMAT, CHECKPOINT_VERSION, contents)
 
     @classmethod
     def load(cls, path: str | Path) -> FeatureClassifier:
@@ -181,19 +173,7 @@ def _network(n_features: int, hidden: int, n_classes: int) -> nn.Module:
 
 
 def _read(file: Path) -> dict[str, Any]:
-    if not file.is_file():
-        raise SemretError(f"no feature classifier file at {file}")
-    try:
-        payload = torch.load(file, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise SemretError(f"{file}: not a readable feature classifier file (corrupt or truncated?): {exc}") from exc
-    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        raise SemretError(f"{file}: not a semret feature classifier file")
-    if not isinstance(payload.get("format_version"), int) or payload["format_version"] > CHECKPOINT_VERSION:
-        raise SemretError(
-            f"{file}: feature classifier format {payload.get('format_version')!r} is not one this semret reads "
-            f"({CHECKPOINT_VERSION}): upgrade semret"
-        )
+    payload = read_semret_file(file, CHECKPOINT_FORMAT, CHECKPOINT_VERSION, "feature classifier file")
     config = payload.get("config")
     if not isinstance(config, dict) or set(config) - set(ClassifierConfig.__dataclass_fields__):
         raise SemretError(f"{file}: unknown or missing classifier parameters (written by a newer semret?)")

@@ -12,7 +12,6 @@ weights on the same machine. There is no augmentation: every epoch sees the imag
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +21,7 @@ from torch import nn
 from torch.nn import functional
 
 from semret.errors import SemretError
+from semret.torch_files import save_atomically
 from semret.vision.backbones import Backbone, make_backbone
 from semret.vision.features import Progress
 
@@ -63,11 +63,7 @@ def train_backbone(
             optimiser.step()
         if progress:
             progress("training", epoch + 1, epochs)
-    file = Path(out)
-    file.parent.mkdir(parents=True, exist_ok=True)
-    temporary = file.with_name(file.name + ".partial")
-    torch.save(backbone.module.state_dict(), temporary)
-    os.replace(temporary, file)  # never a half-written weights file under the real name
+    file = save_atomically(out, backbone.module.state_dict())
     return make_backbone(name, str(file), image_size)
 
 
