@@ -654,7 +654,8 @@ def collection_list(ctx: typer.Context, as_json: JsonOption = False, db: DbOptio
         return
     table = Table(title="Collections")
     for column in ("name", "dataset", "images", "splits", "with words"):
-        table.add_column(column, justify="right" if column in ("images", "with words") else "left")
+        justify = "right" if column in ("images", "with words") else "left"
+        table.add_column(column, justify=justify, no_wrap=column == "name")  # names are what users type
     for summary in summaries:
         splits = ", ".join(f"{split} {count:,}" for split, count in summary.splits.items())
         table.add_row(
