@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from semret.evaluation.demo import norms_sample_dir, sample_dir
+from semret.evaluation.demo import sample_dir
 from semret.evaluation.methods import METHODS
+from semret.iwan.norms import sample_norms_dir
 from semret.vision.datasets import load_dataset
 from semret.vision.idx import read_idx
 
@@ -23,7 +24,7 @@ def test_the_packaged_sample_is_balanced_real_fashion_mnist() -> None:
     train = load_dataset("fashion-mnist", "train", sample_dir())
     assert np.bincount(test.labels).tolist() == [100] * 10
     assert np.bincount(train.labels).tolist() == [200] * 10
-    assert (sample_dir() / "COPYRIGHT").is_file() and (norms_sample_dir() / "README.md").is_file()
+    assert (sample_dir() / "COPYRIGHT").is_file() and (sample_norms_dir() / "README.md").is_file()
 
 
 @pytest.mark.skipif(not SHARED_FASHION.is_dir(), reason="the full Fashion-MNIST is not beside the checkout")

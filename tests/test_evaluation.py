@@ -214,6 +214,7 @@ def test_results_never_hold_a_database_password(sqlite_url: str, tiny: Path, tmp
         (["--set", "lsh.n_bits"], "--set takes METHOD.PARAMETER=VALUE"),
         (["--set", "magic.x=1"], "--set: unknown method magic"),
         (["--dataset", "imagenet"], "unknown dataset"),
+        (["--backbone", "vgg"], "unknown backbone 'vgg'"),
     ],
 )
 def test_eval_command_rejects_bad_options(sqlite_url: str, args: list[str], message: str) -> None:

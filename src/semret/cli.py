@@ -12,7 +12,6 @@ import json
 import time
 from collections import Counter
 from dataclasses import asdict
-from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -34,7 +33,7 @@ from semret.hashing.retrieval import SemanticHashIndex
 from semret.iwan.graph import IwanSettings
 from semret.iwan.index import NO_IMAGE
 from semret.iwan.links import link_predictions, read_predictions
-from semret.iwan.norms import find_norms_files, read_norms_file
+from semret.iwan.norms import find_norms_files, read_norms_file, sample_norms_dir
 from semret.iwan.norms_download import USF_BASE_URL, download_norms
 from semret.iwan.vocabulary import dataset_aliases, load_aliases
 from semret.sql import migrations
@@ -182,11 +181,6 @@ def db_current(ctx: typer.Context, db: DbOption = None) -> None:
 
 
 # --- semret norms ------------------------------------------------------------------------------
-
-
-def sample_norms_dir() -> Path:
-    """The small sample of the USF norms shipped inside the package."""
-    return Path(str(resources.files("semret") / "data" / "usf_norms_sample"))
 
 
 def _print_load_report(report: NormsLoadReport) -> None:
@@ -654,8 +648,8 @@ def collection_list(ctx: typer.Context, as_json: JsonOption = False, db: DbOptio
         return
     table = Table(title="Collections")
     for column in ("name", "dataset", "images", "splits", "with words"):
-        justify = "right" if column in ("images", "with words") else "left"
-        table.add_column(column, justify=justify, no_wrap=column == "name")  # names are what users type
+        right = column in ("images", "with words")
+        table.add_column(column, justify="right" if right else "left", no_wrap=column == "name")  # names are typed
     for summary in summaries:
         splits = ", ".join(f"{split} {count:,}" for split, count in summary.splits.items())
         table.add_row(

@@ -35,18 +35,25 @@ def save_semret_file(path: str | Path, file_format: str, version: int, contents:
     return save_atomically(path, payload)
 
 
+def load_torch_file(path: str | Path, what: str) -> Any:
+    """What ``torch.load`` (tensors only, on the CPU) reads from ``path``; a missing or unreadable
+    file is a `SemretError` naming it and ``what`` it should have been."""
+    file = Path(path)
+    if not file.is_file():
+        raise SemretError(f"no {what} at {file}")
+    try:
+        return torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise SemretError(f"{file}: not a readable {what} (corrupt or truncated?): {exc}") from exc
+
+
 def read_semret_file(
     path: str | Path, file_format: str, version: int, what: str, required: Iterable[str] = ()
 ) -> dict[str, Any]:
     """The contents of a file written by `save_semret_file` in ``file_format`` (at most ``version``)
     with the ``required`` keys; ``what`` names the kind of file in errors ("hash model checkpoint")."""
     file = Path(path)
-    if not file.is_file():
-        raise SemretError(f"no {what} at {file}")
-    try:
-        payload = torch.load(file, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise SemretError(f"{file}: not a readable {what} (corrupt or truncated?): {exc}") from exc
+    payload = load_torch_file(file, what)
     if not isinstance(payload, dict) or payload.get("format") != file_format:
         raise SemretError(f"{file}: not a semret {what}")
     found = payload.get("format_version")

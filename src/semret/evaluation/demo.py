@@ -12,7 +12,7 @@ from importlib import resources
 from pathlib import Path
 
 from semret.evaluation.pipeline import EvalConfig
-from semret.iwan.norms import find_norms_files, read_norms_file
+from semret.iwan.norms import find_norms_files, read_norms_file, sample_norms_dir
 from semret.sql import migrations
 from semret.sql.engine import make_engine
 from semret.sql.norms_store import NormsLoadReport, load_norms, norms_stats
@@ -26,11 +26,6 @@ DEMO_IMAGE_SIZE = 112
 def sample_dir() -> Path:
     """The packaged Fashion-MNIST sample (IDX files, read by the fashion-mnist loader)."""
     return Path(str(resources.files("semret") / "data" / "fashion_mnist_sample"))
-
-
-def norms_sample_dir() -> Path:
-    """The packaged USF norms sample."""
-    return Path(str(resources.files("semret") / "data" / "usf_norms_sample"))
 
 
 def demo_config(database_url: str | None = None, cache_dir: str | None = None) -> EvalConfig:
@@ -52,5 +47,5 @@ def prepare_database(database_url: str | None = None) -> NormsLoadReport | None:
     migrations.upgrade(engine)
     if norms_stats(engine).pairs:
         return None
-    files = [read_norms_file(path) for path in find_norms_files([norms_sample_dir()])]
+    files = [read_norms_file(path) for path in find_norms_files([sample_norms_dir()])]
     return load_norms(engine, files)

@@ -211,7 +211,8 @@ def run_hash(data: EvalData, k: int, progress: Progress | None) -> MethodRun:
     trained = _hash_model(data, progress)
     in_database = data.engine.dialect.name == "postgresql"
     index = HammingIndex(trained.model.n_bits)
-    index.add(trained.stored.image_ids, trained.stored.codes)
+    if not in_database:  # PostgreSQL searches its own copy of the codes
+        index.add(trained.stored.image_ids, trained.stored.codes)
     width = _search_width(data, k)
 
     def search(row: int) -> npt.NDArray[np.int64]:

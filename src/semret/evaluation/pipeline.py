@@ -35,7 +35,7 @@ from semret.sql.images_store import import_image_set
 from semret.sql.migrations import require_current_schema
 from semret.sql.norms_store import norms_stats
 from semret.torch_files import save_atomically
-from semret.vision.backbones import DEFAULT_WEIGHTS, Backbone, make_backbone
+from semret.vision.backbones import BACKBONES, DEFAULT_WEIGHTS, INPUT_SIZES, Backbone, make_backbone
 from semret.vision.datasets import ImageSet, dataset_info, load_dataset
 from semret.vision.features import FeatureCache, FeatureKey, default_cache_dir, weights_id
 from semret.vision.training import train_backbone
@@ -76,6 +76,8 @@ class EvalConfig:
 
     def check(self) -> None:
         """Reject a configuration that cannot run, before any work is done."""
+        if self.backbone not in BACKBONES:
+            raise SemretError(f"unknown backbone {self.backbone!r}: choose one of {', '.join(BACKBONES)}")
         if self.protocol not in PROTOCOLS:
             raise SemretError(f"unknown protocol {self.protocol!r}: choose {' or '.join(PROTOCOLS)}")
         if not self.ks or min(self.ks) < 1 or len(set(self.ks)) != len(self.ks):
@@ -131,7 +133,7 @@ def _backbone(config: EvalConfig, train: ImageSet, cache_root: Path, progress: P
     weights = config.weights or DEFAULT_WEIGHTS.get(config.backbone, "none")
     if weights != "none":
         return make_backbone(config.backbone, weights, config.image_size)
-    size = config.image_size or make_backbone(config.backbone, "none").input_size
+    size = config.image_size or INPUT_SIZES[config.backbone]
     if config.backbone_epochs == 0:
         return _random_backbone(config, size, cache_root)
     name = f"{train.dataset}_{train.fingerprint()}_{config.backbone}_{size}px_e{config.backbone_epochs}_s{config.seed}"

@@ -18,6 +18,7 @@ import math
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 
 from semret.errors import NormsFormatError
@@ -292,3 +293,8 @@ def find_norms_files(paths: Iterable[str | Path]) -> list[Path]:
         else:
             raise NormsFormatError(str(entry), None, None, None, "no such file or directory")
     return found
+
+
+def sample_norms_dir() -> Path:
+    """The small sample of the USF norms shipped inside the package (see its README)."""
+    return Path(str(resources.files("semret") / "data" / "usf_norms_sample"))

@@ -34,6 +34,7 @@ from torch.nn import functional
 from torchvision.models import AlexNet, ResNet
 
 from semret.errors import SemretError
+from semret.torch_files import load_torch_file
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -222,10 +223,7 @@ def _load_state_dict(path: str, what: str) -> dict[str, torch.Tensor]:
     file = Path(path)
     if not file.is_file():
         raise SemretError(f"no weights file {file} for {what} (weights are 'imagenet', 'none' or a .pth file)")
-    try:
-        state = torch.load(file, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise SemretError(f"{file}: not a readable {what} state dict ({exc})") from exc
+    state = load_torch_file(file, f"{what} state dict")
     if not isinstance(state, dict) or not all(isinstance(value, torch.Tensor) for value in state.values()):
         raise SemretError(f"{file}: not a {what} state dict (expected a mapping of names to tensors)")
     return state
