@@ -6,7 +6,7 @@ random 100-d embeddings (standard normal), ids 0..N-1; and 1,000 queries drawn t
 queries (time.perf_counter), best of ``--repeats`` runs (the methods take turns within a run), after
 one untimed warm-up call on 10 queries:
 
-- ours: `semret.hashing.hamming.HammingIndex.search` (numpy, its thread pool: all CPUs);
+- ours: `semret.core.hamming.HammingIndex.search` (numpy, its thread pool: all CPUs);
 - faiss: ``faiss.IndexBinaryFlat.search`` (its OpenMP threads: all CPUs);
 - shortlist + re-rank: `SemanticHashIndex` in mode "rerank": the m = 2k = 500 nearest codes by
   Hamming distance, re-ranked by exact cosine similarity (`CosineIndex.search_subset_positions`);
@@ -35,9 +35,9 @@ import numpy as np
 import numpy.typing as npt
 from common import machine_line
 
-from semret.hashing.cosine import CosineIndex
-from semret.hashing.hamming import HammingIndex, default_threads
-from semret.hashing.retrieval import Mode, SemanticHashIndex
+from semret.core.cosine import CosineIndex
+from semret.core.hamming import HammingIndex, default_threads
+from semret.hashing.retrieval import HashQueries, Mode, SemanticHashIndex
 
 N_BITS = 48
 DIM = 100
@@ -113,9 +113,13 @@ def run_size(size: int, n_queries: int, cosine_queries: int, repeats: int, seed:
 
     def in_mode(mode: Mode, n: int) -> tuple[npt.NDArray, npt.NDArray]:
         semantic.mode = mode
-        return semantic.search(query_embeddings[:n], query_codes[:n] if mode != "exact" else None, K)
+        return semantic.search(HashQueries(query_embeddings[:n], query_codes[:n] if mode != "exact" else None), K)
 
-    ours_m = Method("ours: HammingIndex", lambda n: ours.search(query_codes[:n], K), n_queries, ours_build)
+    def ours_search(n: int) -> tuple[npt.NDArray, npt.NDArray]:
+        scores, found = ours.search(query_codes[:n], K)  # the search contract, distances read back
+        return ours.to_distance(scores), found
+
+    ours_m = Method("ours: HammingIndex", ours_search, n_queries, ours_build)
     faiss_m = Method("faiss.IndexBinaryFlat", lambda n: reference.search(query_codes[:n], K), n_queries, faiss_build)
     padded_m = Method(
         "faiss.IndexBinaryFlat, codes padded to 64 bits",

@@ -216,6 +216,10 @@ class CountingRanker:
     def min_link_weight(self) -> float:
         return self.inner.min_link_weight
 
+    @property
+    def ntotal(self) -> int:
+        return self.inner.ntotal
+
     def __call__(
         self, word_distances: npt.NDArray[np.float64], k: int, exclude: int | None
     ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
@@ -249,13 +253,19 @@ def in_memory(
     queries = [WeightedWords(collection.words[i], collection.strengths[i]) for i in query_ids]
 
     def fast(early_stop: bool) -> Search:
-        return lambda q, image_id: index.search([q], K, exclude=[image_id], early_stop=early_stop)
+        def search(q: WeightedWords, image_id: int) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
+            index.early_stop = early_stop
+            scores, ids = index.search([q], K, exclude_ids=[image_id])
+            return index.to_distance(scores), ids
+
+        return search
 
     stop = time_queries(fast(True), queries, query_ids, "fast (early stop)")
     full = time_queries(fast(False), queries, query_ids, "fast (no early stop)")
     counter = CountingRanker(index)
+    index.early_stop = True
     for query, image_id in zip(queries, query_ids, strict=True):
-        index.search([query], K, exclude=[int(image_id)], ranker=counter)
+        index.search_one(query, K + 1, rank=counter, exclude=int(image_id))
     log(f"  fast path: {counter.calls / len(queries):.2f} Dijkstra rounds per query with the early stop")
     modes_agree = identical_count(stop, full, len(queries))
     if modes_agree != len(queries):
@@ -321,9 +331,10 @@ def sql_path(
     failures: list[str],
 ) -> tuple[Row, SqlDetail]:
     """Fresh database, norms, images and words; build and load the graph; time the SQL-ranked queries."""
+    from semret.iwan.links import RankedWords
     from semret.sql import migrations
     from semret.sql.engine import make_engine
-    from semret.sql.images_store import RankedWords, store_image_words, store_images
+    from semret.sql.images_store import store_image_words, store_images
     from semret.sql.iwan_store import SqlImageRanker, build_iwan_graph, image_query, load_iwan
     from semret.sql.norms_store import load_norms
 
@@ -370,8 +381,11 @@ def sql_path(
     statements = StatementTimer()
     statements.attach(engine)
 
+    stored.index.ranker = ranker
+
     def search(q: WeightedWords, image_id: int) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
-        return stored.index.search([q], K, exclude=[image_id], ranker=ranker)
+        scores, ids = stored.index.search([q], K, exclude_ids=[image_id])
+        return stored.index.to_distance(scores), ids
 
     def reset_counters() -> None:  # the warm-up query is not counted
         ranker.calls, ranker.seconds = 0, 0.0

@@ -15,9 +15,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from semret.errors import SemretError
-from semret.hashing import hamming
-from semret.hashing.codes import (
+from semret.core import hamming
+from semret.core.codes import (
     code_bytes,
     codes_from_activations,
     codes_to_int64,
@@ -25,7 +24,8 @@ from semret.hashing.codes import (
     pack_codes,
     unpack_codes,
 )
-from semret.hashing.hamming import MISSING_DISTANCE, NO_ID, HammingIndex
+from semret.core.hamming import MISSING_DISTANCE, NO_ID, HammingIndex
+from semret.errors import SemretError
 
 # --- codes -------------------------------------------------------------------------------------
 
@@ -144,13 +144,13 @@ def byte_codes(*values: int) -> np.ndarray:
 def test_hamming_search_hand_computed() -> None:
     index = HammingIndex(8)
     index.add([10, 3, 7, 5], byte_codes(0b0000_0000, 0b0000_0011, 0b0000_0001, 0b1111_1111))
-    distances, ids = index.search(byte_codes(0), 3)
+    distances, ids = index.search_distances(byte_codes(0), 3)
     assert distances.dtype == np.int32 and ids.dtype == np.int64
     assert distances.tolist() == [[0, 1, 2]]
     assert ids.tolist() == [[10, 7, 3]]
     # Id 1 ties with id 7 at distance 1: the smaller id comes first, and it pushes id 3 out.
     index.add([1], byte_codes(0b0000_0010))
-    distances, ids = index.search(byte_codes(0, 0b1111_1111), 3)
+    distances, ids = index.search_distances(byte_codes(0, 0b1111_1111), 3)
     assert distances.tolist() == [[0, 1, 1], [0, 6, 7]]
     assert ids.tolist() == [[10, 1, 7], [5, 3, 1]]
     assert index.ntotal == 5
@@ -161,18 +161,35 @@ def test_ties_at_the_kth_place_go_to_the_smallest_ids() -> None:
     index = HammingIndex(13)
     codes = pack_codes(np.zeros((6, 13)))
     index.add([50, 4, 30, 8, 16, 2], codes)
-    distances, ids = index.search(codes[:1], 4)
+    distances, ids = index.search_distances(codes[:1], 4)
     assert distances.tolist() == [[0, 0, 0, 0]]
     assert ids.tolist() == [[2, 4, 8, 16]]
 
 
-def test_rows_are_padded_when_the_index_is_small() -> None:
+def test_results_are_bounded_by_the_index() -> None:
+    # The search contract: min(k, ntotal) columns, so a huge k costs no memory.
     index = HammingIndex(8)
     index.add([4, 2], byte_codes(1, 3))
-    distances, ids = index.search(byte_codes(0), 4)
-    assert ids.tolist() == [[4, 2, NO_ID, NO_ID]]
-    assert distances.tolist() == [[1, 2, MISSING_DISTANCE, MISSING_DISTANCE]]
-    assert index.search(np.zeros((0, 1), dtype=np.uint8), 3)[1].shape == (0, 3)
+    distances, ids = index.search_distances(byte_codes(0), 4)
+    assert ids.tolist() == [[4, 2]]
+    assert distances.tolist() == [[1, 2]]
+    assert index.search_distances(np.zeros((0, 1), dtype=np.uint8), 3)[1].shape == (0, 2)
+    scores, ids = index.search(byte_codes(0), 10**18)
+    assert ids.tolist() == [[4, 2]] and scores.tolist() == [[-1.0, -2.0]]
+
+
+def test_search_contract_scores_are_minus_distances_and_exclusion_drops_ids() -> None:
+    index = HammingIndex(8)
+    index.add([10, 3, 7, 5], byte_codes(0b0000_0000, 0b0000_0011, 0b0000_0001, 0b1111_1111))
+    scores, ids = index.search(byte_codes(0, 0b1111_1111), 2, exclude_ids=[10, NO_ID])
+    assert scores.dtype == np.float32
+    assert ids.tolist() == [[7, 3], [5, 3]]
+    assert scores.tolist() == [[-1.0, -2.0], [0.0, -6.0]]
+    assert index.to_distance(scores).tolist() == [[1, 2], [0, 6]]
+    assert index.to_distance([[-np.inf]]).tolist() == [[MISSING_DISTANCE]]
+    # several ids per query
+    _, ids = index.search(byte_codes(0), 4, exclude_ids=[[10, 7]])
+    assert ids.tolist() == [[3, 5, NO_ID, NO_ID]]
 
 
 # --- HammingIndex: reference -------------------------------------------------------------------
@@ -181,7 +198,9 @@ def test_rows_are_padded_when_the_index_is_small() -> None:
 def reference_search(
     ids: np.ndarray, codes: np.ndarray, queries: np.ndarray, n_bits: int, k: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Brute force: every distance from the unpacked bits, sorted by (distance, id), padded."""
+    """Brute force: every distance from the unpacked bits, sorted by (distance, id); min(k, n)
+    columns, as the search contract bounds them."""
+    k = min(k, len(ids))
     bits = unpack_codes(codes, n_bits).astype(np.int64)
     query_bits = unpack_codes(queries, n_bits).astype(np.int64)
     distances = np.full((len(queries), k), MISSING_DISTANCE, dtype=np.int32)
@@ -228,7 +247,7 @@ def test_hamming_index_equals_brute_force(case: tuple) -> None:
         half = len(ids) // 2
         index.add(ids[half:], codes[half:])  # two batches, ids not ascending
         index.add(ids[:half], codes[:half])
-        distances, found = index.search(queries, k)
+        distances, found = index.search_distances(queries, k)
     np.testing.assert_array_equal(found, expected[1])
     np.testing.assert_array_equal(distances, expected[0])
 
@@ -246,7 +265,7 @@ def test_hamming_index_equals_brute_force_on_larger_random_indexes(seed: int) ->
         with small_chunks(chunk, area=4 * chunk):
             index = HammingIndex(n_bits)
             index.add(ids, codes)
-            distances, found = index.search(queries, k)
+            distances, found = index.search_distances(queries, k)
         expected_distances, expected_ids = reference_search(ids, codes, queries, n_bits, k)
         np.testing.assert_array_equal(found, expected_ids)
         np.testing.assert_array_equal(distances, expected_distances)
@@ -260,7 +279,7 @@ def test_threads_do_not_change_results() -> None:
     for threads in (1, 2, 3):
         index = HammingIndex(48, n_threads=threads)
         index.add(np.arange(20_000), codes)
-        results.append(index.search(queries, 50))
+        results.append(index.search_distances(queries, 50))
     for distances, ids in results[1:]:
         np.testing.assert_array_equal(distances, results[0][0])
         np.testing.assert_array_equal(ids, results[0][1])
@@ -279,7 +298,7 @@ def test_hamming_index_agrees_with_faiss_up_to_ties(n_bits: int, n: int, k: int)
     ids = rng.permutation(n).astype(np.int64)  # ours ties by these ids, faiss by insertion position
     index = HammingIndex(n_bits)
     index.add(ids, codes)
-    distances, found = index.search(queries, k)
+    distances, found = index.search_distances(queries, k)
     reference = faiss.IndexBinaryFlat(8 * code_bytes(n_bits))  # padding bits are zero on both sides
     reference.add(codes)
     faiss_distances, faiss_positions = reference.search(queries, k)
@@ -297,7 +316,7 @@ def test_hamming_index_agrees_with_faiss_up_to_ties(n_bits: int, n: int, k: int)
     # With ids in insertion order, faiss' heap order (distance, position) is exactly ours.
     same_order = HammingIndex(n_bits)
     same_order.add(np.arange(n), codes)
-    ordered_distances, ordered_ids = same_order.search(queries, k)
+    ordered_distances, ordered_ids = same_order.search_distances(queries, k)
     np.testing.assert_array_equal(ordered_distances, faiss_distances)
     np.testing.assert_array_equal(ordered_ids, faiss_positions)
 
@@ -316,7 +335,7 @@ def test_add_in_batches_reset_and_codes() -> None:
         batches.add(ids[part], codes[part])
     np.testing.assert_array_equal(batches.ids, np.sort(ids))
     np.testing.assert_array_equal(batches.codes(), codes[np.argsort(ids)])
-    for a, b in zip(whole.search(codes[:5], 9), batches.search(codes[:5], 9), strict=True):
+    for a, b in zip(whole.search_distances(codes[:5], 9), batches.search_distances(codes[:5], 9), strict=True):
         np.testing.assert_array_equal(a, b)
     batches.reset()
     assert batches.ntotal == 0
@@ -336,7 +355,7 @@ def test_save_and_load_round_trip(tmp_path: Path) -> None:
     assert loaded.n_bits == 48 and loaded.ntotal == 500
     np.testing.assert_array_equal(loaded.ids, index.ids)
     np.testing.assert_array_equal(loaded.codes(), index.codes())
-    for a, b in zip(index.search(codes[:20], 30), loaded.search(codes[:20], 30), strict=True):
+    for a, b in zip(index.search_distances(codes[:20], 30), loaded.search_distances(codes[:20], 30), strict=True):
         np.testing.assert_array_equal(a, b)
 
 
@@ -356,7 +375,7 @@ def test_load_rejects_other_files(tmp_path: Path) -> None:
 def test_hamming_index_errors() -> None:
     index = HammingIndex(13)
     with pytest.raises(SemretError, match="empty"):
-        index.search(np.zeros((1, 2), dtype=np.uint8), 1)
+        index.search_distances(np.zeros((1, 2), dtype=np.uint8), 1)
     with pytest.raises(SemretError, match="2 bytes per code"):
         index.add([1], np.zeros((1, 6), dtype=np.uint8))
     with pytest.raises(SemretError, match="uint8"):
@@ -375,11 +394,11 @@ def test_hamming_index_errors() -> None:
     assert index.ntotal == 2  # nothing of a failed add is kept
     for k in (0, -1, 1.5, True):
         with pytest.raises(SemretError, match="k must be"):
-            index.search(np.zeros((1, 2), dtype=np.uint8), k)  # type: ignore[arg-type]
+            index.search_distances(np.zeros((1, 2), dtype=np.uint8), k)  # type: ignore[arg-type]
     with pytest.raises(SemretError, match="2 bytes per code"):
-        index.search(np.zeros((1, 1), dtype=np.uint8), 1)
+        index.search_distances(np.zeros((1, 1), dtype=np.uint8), 1)
     with pytest.raises(SemretError, match="queries"):
-        index.search(np.zeros(2, dtype=np.uint8), 1)
+        index.search_distances(np.zeros(2, dtype=np.uint8), 1)
     with pytest.raises(SemretError, match="positive integer"):
         HammingIndex(0)
     with pytest.raises(SemretError, match="n_threads"):

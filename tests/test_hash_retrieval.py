@@ -12,12 +12,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from semret.core import cosine
+from semret.core.codes import pack_codes
+from semret.core.cosine import MISSING_SIMILARITY, CosineIndex, normalise
+from semret.core.hamming import NO_ID, HammingIndex
 from semret.errors import SemretError
-from semret.hashing import cosine
-from semret.hashing.codes import pack_codes
-from semret.hashing.cosine import MISSING_SIMILARITY, CosineIndex, normalise
-from semret.hashing.hamming import NO_ID, HammingIndex
-from semret.hashing.retrieval import SemanticHashIndex
+from semret.hashing.retrieval import HashQueries, SemanticHashIndex
 
 # --- CosineIndex -------------------------------------------------------------------------------
 
@@ -35,20 +35,24 @@ def test_cosine_search_hand_computed() -> None:
     assert index.ids.tolist() == [2, 4, 5, 9]
 
 
-def test_cosine_rows_are_padded() -> None:
+def test_cosine_rows_are_bounded_by_the_index_and_padded_by_exclusion() -> None:
     index = CosineIndex(3)
     index.add([7], [[0.0, 0.0, 2.0]])
     similarities, ids = index.search([[0.0, 1.0, 1.0]], 3)
-    assert ids.tolist() == [[7, NO_ID, NO_ID]]
-    assert similarities[0, 1:].tolist() == [MISSING_SIMILARITY] * 2
+    assert ids.tolist() == [[7]]  # min(k, ntotal) columns
     assert similarities[0, 0] == np.float32(np.sqrt(0.5))
+    similarities, ids = index.search([[0.0, 1.0, 1.0]], 3, exclude_ids=[7])
+    assert ids.tolist() == [[NO_ID]]
+    assert similarities[0].tolist() == [MISSING_SIMILARITY]
 
 
 def reference_cosine(
     index: CosineIndex, queries: np.ndarray, k: int, allowed: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """By the definition: float32 of the float64 dot products of the stored unit vectors, sorted
-    by (similarity descending, id ascending); ``allowed`` restricts each query to some ids."""
+    by (similarity descending, id ascending); ``allowed`` restricts each query to some ids; min(k,
+    ntotal) columns, padded where fewer are allowed."""
+    k = min(k, index.ntotal)
     vectors, ids = index.vectors().astype(np.float64), index.ids
     unit = normalise(queries, index.dim).astype(np.float64)
     scores = np.full((len(queries), k), MISSING_SIMILARITY, dtype=np.float32)
@@ -206,29 +210,33 @@ QUERY_CODE = np.array([[0x00]], dtype=np.uint8)
 
 
 def test_three_modes_hand_computed() -> None:
-    scores, ids = hand_index("exact").search(QUERY_EMBEDDING, None, 2)
+    scores, ids = hand_index("exact").search(HashQueries(QUERY_EMBEDDING, None), 2)
     assert ids.tolist() == [[2, 3]]
     assert scores[0, 0] == 1.0
-    scores, ids = hand_index("hamming").search(None, QUERY_CODE, 3)
+    scores, ids = hand_index("hamming").search(HashQueries(None, QUERY_CODE), 3)
     assert ids.tolist() == [[0, 1, 2]]
     assert scores.dtype == np.float32 and scores.tolist() == [[-0.0, -1.0, -1.0]]
     # k = 1, shortlist 2: ids 1 and 2 tie at distance 1 for the second place; id 1 wins the tie, so
     # the shortlist is {0, 1} and the best of those by cosine is id 1, not the exact best (2).
-    scores, ids = hand_index("rerank", shortlist=2).search(QUERY_EMBEDDING, QUERY_CODE, 1)
+    scores, ids = hand_index("rerank", shortlist=2).search(HashQueries(QUERY_EMBEDDING, QUERY_CODE), 1)
     assert ids.tolist() == [[1]]
     assert scores[0, 0] == np.float32(np.sqrt(0.5))
     # The default shortlist is 2k: k = 1 gives the same; k = 2 shortlists all four, as exact.
-    assert hand_index("rerank").search(QUERY_EMBEDDING, QUERY_CODE, 1)[1].tolist() == [[1]]
-    assert hand_index("rerank").search(QUERY_EMBEDDING, QUERY_CODE, 2)[1].tolist() == [[2, 3]]
+    assert hand_index("rerank").search(HashQueries(QUERY_EMBEDDING, QUERY_CODE), 1)[1].tolist() == [[1]]
+    assert hand_index("rerank").search(HashQueries(QUERY_EMBEDDING, QUERY_CODE), 2)[1].tolist() == [[2, 3]]
     # Shortlist 3 is {0, 1, 2}: id 3 (cosine 0.99995, but 8 bits away) stays out.
-    assert hand_index("rerank", shortlist=3).search(QUERY_EMBEDDING, QUERY_CODE, 2)[1].tolist() == [[2, 1]]
+    assert hand_index("rerank", shortlist=3).search(HashQueries(QUERY_EMBEDDING, QUERY_CODE), 2)[1].tolist() == [[2, 1]]
 
 
-def test_rows_are_padded_in_every_mode() -> None:
+def test_rows_are_bounded_and_padded_in_every_mode() -> None:
     for mode in ("exact", "hamming", "rerank"):
-        scores, ids = hand_index(mode, shortlist=None).search(QUERY_EMBEDDING, QUERY_CODE, 6)
-        assert ids[0, 4:].tolist() == [NO_ID, NO_ID]
-        assert scores[0, 4:].tolist() == [MISSING_SIMILARITY] * 2
+        index = hand_index(mode, shortlist=None)
+        scores, ids = index.search(HashQueries(QUERY_EMBEDDING, QUERY_CODE), 6)
+        assert ids.shape == (1, 4) and NO_ID not in ids  # min(k, ntotal) columns
+        scores, ids = index.search(HashQueries(QUERY_EMBEDDING, QUERY_CODE), 6, exclude_ids=[2])
+        assert ids.shape == (1, 4) and 2 not in ids
+        assert ids[0, 3:].tolist() == [NO_ID]
+        assert scores[0, 3:].tolist() == [MISSING_SIMILARITY]
 
 
 def random_collection(seed: int, n: int, n_bits: int = 16, dim: int = 8) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -253,7 +261,9 @@ def test_rerank_with_a_full_shortlist_equals_exact(seed: int, n: int, k: int) ->
     for index in (exact, rerank):
         index.add(ids, embeddings, codes)
     for a, b in zip(
-        exact.search(query_embeddings, query_codes, k), rerank.search(query_embeddings, query_codes, k), strict=True
+        exact.search(HashQueries(query_embeddings, query_codes), k),
+        rerank.search(HashQueries(query_embeddings, query_codes), k),
+        strict=True,
     ):
         np.testing.assert_array_equal(a, b)
 
@@ -273,30 +283,32 @@ def test_modes_match_their_parts() -> None:
     k = 25
 
     index.mode = "exact"
-    for a, b in zip(index.search(query_embeddings, None, k), cosine_index.search(query_embeddings, k), strict=True):
+    for a, b in zip(
+        index.search(HashQueries(query_embeddings, None), k), cosine_index.search(query_embeddings, k), strict=True
+    ):
         np.testing.assert_array_equal(a, b)
     index.mode = "hamming"
-    scores, found = index.search(None, query_codes, k)
-    distances, expected_ids = hamming_index.search(query_codes, k)
+    scores, found = index.search(HashQueries(None, query_codes), k)
+    distances, expected_ids = hamming_index.search_distances(query_codes, k)
     np.testing.assert_array_equal(found, expected_ids)
     np.testing.assert_array_equal(scores, -distances.astype(np.float32))
     index.mode = "rerank"
     for m in (None, 25, 80):
         index.shortlist = m
-        shortlist_ids = hamming_index.search(query_codes, m or 2 * k)[1]
+        shortlist_ids = hamming_index.search_distances(query_codes, m or 2 * k)[1]
         expected = cosine_index.search_subset(query_embeddings, shortlist_ids, k)
-        for a, b in zip(index.search(query_embeddings, query_codes, k), expected, strict=True):
+        for a, b in zip(index.search(HashQueries(query_embeddings, query_codes), k), expected, strict=True):
             np.testing.assert_array_equal(a, b)
 
 
 def test_semantic_hash_index_errors() -> None:
     with pytest.raises(SemretError, match="unknown retrieval mode"):
         SemanticHashIndex(8, 2, mode="fast")  # type: ignore[arg-type]
-    with pytest.raises(SemretError, match="k must be at least 1"):
+    with pytest.raises(SemretError, match="shortlist must be at least 1"):  # named, not a derived k
         SemanticHashIndex(8, 2, shortlist=0)
     index = SemanticHashIndex(8, 2, shortlist=1)
     with pytest.raises(SemretError, match="empty"):
-        index.search(QUERY_EMBEDDING, QUERY_CODE, 1)
+        index.search(HashQueries(QUERY_EMBEDDING, QUERY_CODE), 1)
     with pytest.raises(SemretError, match="got 2 embeddings and 1 codes"):
         index.add([1], [[1.0, 0.0], [0.0, 1.0]], QUERY_CODE)
     with pytest.raises(SemretError, match="are zero"):
@@ -309,15 +321,16 @@ def test_semantic_hash_index_errors() -> None:
     with pytest.raises(SemretError, match="already in the index"):
         index.add([1], [[1.0, 0.0]], QUERY_CODE)
     assert index.ntotal == 1 and index.cosine.ntotal == 1
+    index.add([2], [[0.0, 1.0]], QUERY_CODE)
     with pytest.raises(SemretError, match="shortlist \\(1\\) must be at least k \\(2\\)"):
-        index.search(QUERY_EMBEDDING, QUERY_CODE, 2)
+        index.search(HashQueries(QUERY_EMBEDDING, QUERY_CODE), 2)
     with pytest.raises(SemretError, match="needs query codes"):
-        index.search(QUERY_EMBEDDING, None, 1)
+        index.search(HashQueries(QUERY_EMBEDDING, None), 1)
     with pytest.raises(SemretError, match="needs query embeddings"):
-        index.search(None, QUERY_CODE, 1)
+        index.search(HashQueries(None, QUERY_CODE), 1)
     with pytest.raises(SemretError, match="got 2 query embeddings and 1 query codes"):
-        index.search([[1.0, 0.0], [0.0, 1.0]], QUERY_CODE, 1)
+        index.search(HashQueries([[1.0, 0.0], [0.0, 1.0]], QUERY_CODE), 1)
     with pytest.raises(SemretError, match="NaN"):
-        index.search([[np.nan, 0.0]], QUERY_CODE, 1)
+        index.search(HashQueries([[np.nan, 0.0]], QUERY_CODE), 1)
     index.reset()
     assert index.ntotal == 0 and index.cosine.ntotal == 0

@@ -48,17 +48,21 @@ def iwan_cases(draw: st.DrawFn) -> tuple[IwanIndex, list[WeightedWords], list[in
 def test_fast_search_equals_networkx_on_the_full_graph(case: tuple) -> None:
     index, queries, excluded, k = case
     expected_distances, expected_ids = ReferenceIwan(index).search(queries, k, exclude=excluded)
+    width = min(k, index.ntotal)  # the search contract bounds the rows by the collection
     for early_stop in (True, False):
-        distances, ids = index.search(queries, k, exclude=excluded, early_stop=early_stop)
-        np.testing.assert_array_equal(ids, expected_ids)
-        np.testing.assert_array_equal(distances, expected_distances)
+        index.early_stop = early_stop
+        scores, ids = index.search(queries, k, exclude_ids=excluded)
+        np.testing.assert_array_equal(ids, expected_ids[:, :width])
+        np.testing.assert_array_equal(index.to_distance(scores), expected_distances[:, :width])
+        np.testing.assert_array_equal(scores, -expected_distances[:, :width])
 
 
 @settings(max_examples=100, deadline=None)
 @given(iwan_cases())
 def test_explanations_are_real_shortest_paths(case: tuple) -> None:
     index, queries, excluded, k = case
-    distances, ids = index.search(queries, k, exclude=excluded)
+    scores, ids = index.search(queries, k, exclude_ids=excluded)
+    distances = index.to_distance(scores)
     reference = ReferenceIwan(index)
     for query, row_ids, row_distances in zip(queries, ids, distances, strict=True):
         node_distances = reference.distances(query)
@@ -83,10 +87,13 @@ def small_index() -> IwanIndex:
 def test_a_hand_computed_ranking() -> None:
     index = small_index()
     query = index.query_from_words({"w0": 1.0})
-    distances, ids = index.search([query], k=5)
+    scores, ids = index.search([query], k=5)
     # W0 = 1; W1 = 1 + 2 = 3; W2 = 3 + 4 = 7. Image 7 = 3 + 1 = 4; 5 = min(1 + 8, 7 + 1) = 8; 3 = 7 + 2 = 9.
-    assert ids.tolist() == [[7, 5, 3, -1, -1]]
-    assert distances.tolist() == [[4.0, 8.0, 9.0, np.inf, np.inf]]
+    assert ids.tolist() == [[7, 5, 3]]  # three images: min(k, ntotal) columns
+    assert scores.tolist() == [[-4.0, -8.0, -9.0]]
+    assert index.to_distance(scores).tolist() == [[4.0, 8.0, 9.0]]
+    scores, ids = index.search([query], k=5, exclude_ids=[5])
+    assert ids.tolist() == [[7, 3, -1]] and index.to_distance(scores).tolist() == [[4.0, 9.0, np.inf]]
     assert [(s.kind, s.name, s.distance) for s in index.explain(query, 7)] == [
         ("query", "query", 0.0),
         ("word", "W0", 1.0),
@@ -94,8 +101,8 @@ def test_a_hand_computed_ranking() -> None:
         ("image", "7 (cat)", 4.0),
     ]
     # image 7's own query is W1 at strength 1: W1 = 1, W2 = 5; image 5 = 5 + 1 = 6, image 3 = 5 + 2 = 7.
-    distances, ids = index.search([index.query_for_image(7)], k=2, exclude=[7])
-    assert ids.tolist() == [[5, 3]] and distances.tolist() == [[6.0, 7.0]]
+    scores, ids = index.search([index.query_for_image(7)], k=2, exclude_ids=[7])
+    assert ids.tolist() == [[5, 3]] and scores.tolist() == [[-6.0, -7.0]]
 
 
 def test_bad_queries_are_clear_errors() -> None:
@@ -114,4 +121,4 @@ def test_bad_queries_are_clear_errors() -> None:
         index.query_for_image(99)
     empty = IwanIndex(["W0"], WordEdges(np.array([]), np.array([]), np.array([])), [], [], [])
     with pytest.raises(SemretError, match="no images"):
-        empty.search([empty.query_from_words({"W0": 1.0})])
+        empty.search([empty.query_from_words({"W0": 1.0})], 10)

@@ -153,7 +153,7 @@ def test_save_and_load_give_the_same_index(
     fitted.save(tmp_path / "neural.npz")
     loaded = load_index(tmp_path / "neural.npz")
     assert isinstance(loaded, NeuralLSH)
-    assert loaded.params() == fitted.params()
+    assert loaded.get_params() == fitted.get_params()
     assert np.array_equal(loaded.hash_keys(vectors), fitted.hash_keys(vectors))
     expected = fitted.search(queries, 10)
     got = loaded.search(queries, 10)

@@ -6,12 +6,7 @@ import numpy as np
 import pytest
 
 from semret.errors import SemretError
-from semret.evaluation.scoring import Ground, drop_query_ids, score_rankings
-
-
-def test_drop_query_ids_removes_the_query_wherever_it_is() -> None:
-    ids = np.array([[7, 3, 5], [3, 5, 7], [4, 9, -1]])
-    assert drop_query_ids(ids, np.array([7, 5, 1]), 2).tolist() == [[3, 5], [3, 7], [4, 9]]
+from semret.evaluation.scoring import Ground, score_rankings
 
 
 def ground(queries_in_database: bool = True) -> Ground:

@@ -147,7 +147,7 @@ def test_save_load_round_trip(kind: str, small: Any, tmp_path: Path) -> None:
     index.save(tmp_path / "sub" / "index.npz")
     loaded = load_index(tmp_path / "sub" / "index.npz")
     assert type(loaded) is type(index)
-    assert loaded.params() == index.params() and loaded.ntotal == N
+    assert loaded.get_params() == index.get_params() and loaded.ntotal == N
     after = loaded.search(queries, 12)
     np.testing.assert_array_equal(after[0], before[0])
     np.testing.assert_array_equal(after[1], before[1])
@@ -164,14 +164,14 @@ def test_lsh_file_keeps_the_hyperplanes(small: Any, tmp_path: Path) -> None:
     """A loaded index hashes with the saved hyperplanes, not with ones drawn again from the seed."""
     ids, vectors, queries = small
     index = RandomHyperplaneLSH(DIM, n_bits=6, n_tables=2, seed=1)
-    drawn = index.hyperplanes.copy()
-    index.hyperplanes = np.random.default_rng(99).standard_normal(drawn.shape)
+    drawn = index.hyperplanes_.copy()
+    index.hyperplanes_ = np.random.default_rng(99).standard_normal(drawn.shape)
     index.add(ids, vectors)
     index.save(tmp_path / "lsh.npz")
     loaded = load_index(tmp_path / "lsh.npz")
     assert isinstance(loaded, RandomHyperplaneLSH)
-    np.testing.assert_array_equal(loaded.hyperplanes, index.hyperplanes)
-    assert not np.array_equal(loaded.hyperplanes, drawn)
+    np.testing.assert_array_equal(loaded.hyperplanes_, index.hyperplanes_)
+    assert not np.array_equal(loaded.hyperplanes_, drawn)
     np.testing.assert_array_equal(loaded.search(queries, 8)[1], index.search(queries, 8)[1])
     np.testing.assert_array_equal(loaded.last_candidates, index.last_candidates)
 
@@ -182,8 +182,8 @@ def test_kmeans_pca_round_trip(small: Any, tmp_path: Path) -> None:
     index.save(tmp_path / "pca.npz")
     loaded = load_index(tmp_path / "pca.npz")
     assert isinstance(loaded, KMeansIndex) and isinstance(index, KMeansIndex)
-    assert loaded.pca_matrix is not None and index.pca_matrix is not None
-    np.testing.assert_array_equal(loaded.pca_matrix, index.pca_matrix)
+    assert loaded.pca_matrix_ is not None and index.pca_matrix_ is not None
+    np.testing.assert_array_equal(loaded.pca_matrix_, index.pca_matrix_)
     for a, b in zip(loaded.search(queries, 9), index.search(queries, 9), strict=True):
         np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(loaded.last_candidates, index.last_candidates)
@@ -213,8 +213,8 @@ def test_exact_scores_every_vector(small: Any) -> None:
 
 def brute_force_lsh_candidates(index: RandomHyperplaneLSH, queries: Any) -> list[set[int]]:
     """Per query, the ids sharing one of its probed buckets, recomputed bit by bit in Python."""
-    db_bits = np.einsum("tkd,nd->ntk", index.hyperplanes, index.store.vectors().astype(np.float64)) >= 0
-    q_proj = np.einsum("tkd,nd->ntk", index.hyperplanes, unit(queries).astype(np.float32).astype(np.float64))
+    db_bits = np.einsum("tkd,nd->ntk", index.hyperplanes_, index.store.vectors().astype(np.float64)) >= 0
+    q_proj = np.einsum("tkd,nd->ntk", index.hyperplanes_, unit(queries).astype(np.float32).astype(np.float64))
     ids = index.store.ids.tolist()
     result = []
     for proj in q_proj:
@@ -244,8 +244,8 @@ def test_lsh_candidates_are_the_probed_buckets(small: Any, n_bits: int, n_tables
 def test_kmeans_candidates_are_the_probed_lists(small: Any) -> None:
     ids, vectors, queries = small
     index = build("kmeans", ids, vectors, n_clusters=7, n_probe=3)
-    assert isinstance(index, KMeansIndex) and index.centroids is not None
-    centroids = index.centroids.astype(np.float64)
+    assert isinstance(index, KMeansIndex) and index.centroids_ is not None
+    centroids = index.centroids_.astype(np.float64)
     stored = index.store.vectors().astype(np.float64)
     assigned = np.linalg.norm(stored[:, None, :] - centroids[None], axis=2).argmin(axis=1)
     sizes = np.bincount(assigned, minlength=7)
@@ -328,9 +328,9 @@ def test_kmeans_pca_ranks_by_cosine_in_the_original_space(clustered: dict[str, A
     index = KMeansIndex(64, n_probe=3, pca_components=8, seed=0)
     index.fit(clustered["db"])
     index.add(np.arange(5000), clustered["db"])
-    assert index.centroids is not None and index.centroids.shape == (71, 8)
-    assert index.pca_matrix is not None
-    np.testing.assert_allclose(index.pca_matrix @ index.pca_matrix.T, np.eye(8), atol=1e-10)
+    assert index.centroids_ is not None and index.centroids_.shape == (71, 8)
+    assert index.pca_matrix_ is not None
+    np.testing.assert_allclose(index.pca_matrix_ @ index.pca_matrix_.T, np.eye(8), atol=1e-10)
     scores, found = index.search(clustered["queries"], 10)
     assert np.all(found >= 0)
     cosine = np.einsum("qd,qkd->qk", unit(clustered["queries"]), unit(clustered["db"])[found])

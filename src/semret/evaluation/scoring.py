@@ -2,7 +2,7 @@
 accuracy@k (the definitions are in `semret.evaluation.metrics` and docs/metrics.md).
 
 The rankings are image ids of the database, ``-1`` where a method found fewer results; the query
-itself must already be left out (`drop_query_ids`).
+itself must already be left out (the searchers' ``exclude_ids``, `semret.core.search`).
 """
 
 from __future__ import annotations
@@ -26,16 +26,6 @@ from semret.evaluation.metrics import (
 
 #: The metrics `score_rankings` gives, in the order the tables show them.
 METRICS = ("mAP", "mAHP", "P", "HP", "balanced accuracy")
-
-
-def drop_query_ids(ids: npt.NDArray[np.int64], query_ids: npt.NDArray[np.int64], k: int) -> npt.NDArray[np.int64]:
-    """The first ``k`` results of each row without the query's own id (rows searched for k + 1)."""
-    keep = ids != query_ids[:, None]
-    out = np.full((len(ids), k), -1, dtype=np.int64)
-    for row in range(len(ids)):
-        kept = ids[row][keep[row]][:k]
-        out[row, : len(kept)] = kept
-    return out
 
 
 @dataclass(frozen=True)

@@ -13,33 +13,61 @@ and a binary code (its thresholded hash layer, compared by Hamming distance). Ov
   is ``shortlist``, by default 2k as published. The shortlist takes the codes at the m-th
   distance by id (ascending), so it is deterministic.
 
-Results are sorted by score (descending), ties by id (ascending); rows are padded with score
--inf and id -1 when fewer than k images qualify. With m >= the collection size, "rerank" gives
-exactly the results of "exact".
+A query is one typed record, `HashQueries(embeddings, codes)`, and the index follows semret's
+search contract (`semret.core.search`): ``search(HashQueries(...), k, exclude_ids=...)``, results
+sorted by score (descending), ties by id (ascending), rows padded with score -inf and id -1 when
+fewer than k images qualify. With m >= the collection size, "rerank" gives exactly the results
+of "exact".
 """
 
 from __future__ import annotations
 
-from typing import Literal, get_args
+from dataclasses import dataclass
+from typing import Any, Literal, get_args
 
 import numpy as np
 import numpy.typing as npt
 
+from semret.core.codes import check_packed
+from semret.core.cosine import CosineIndex, normalise
+from semret.core.hamming import HammingIndex
+from semret.core.search import SearcherBase
+from semret.core.validation import check_absent, check_choice, check_ids, check_k
 from semret.errors import SemretError
-from semret.hashing.codes import check_packed
-from semret.hashing.cosine import MISSING_SIMILARITY, CosineIndex, normalise
-from semret.hashing.hamming import NO_ID, HammingIndex, check_absent, check_ids, check_k
 
-__all__ = ["Mode", "SemanticHashIndex"]
+__all__ = ["HashQueries", "Mode", "SemanticHashIndex"]
 
 Mode = Literal["exact", "hamming", "rerank"]
 MODES: tuple[str, ...] = get_args(Mode)
 
 
-class SemanticHashIndex:
+@dataclass(frozen=True)
+class HashQueries:
+    """A batch of semantic-hash queries: their class embeddings (queries, dim) and packed codes
+    (queries, bytes). "exact" needs only the embeddings, "hamming" only the codes."""
+
+    embeddings: npt.NDArray[np.float32] | None
+    codes: npt.NDArray[np.uint8] | None
+
+    def __len__(self) -> int:
+        for part in (self.embeddings, self.codes):
+            if part is not None:
+                return len(part)
+        raise SemretError("a hash query needs embeddings, codes or both")
+
+    def row(self, i: int) -> HashQueries:
+        """The i-th query alone (a batch of one)."""
+        return HashQueries(
+            None if self.embeddings is None else self.embeddings[i : i + 1],
+            None if self.codes is None else self.codes[i : i + 1],
+        )
+
+
+class SemanticHashIndex(SearcherBase):
     """Embeddings and codes of one collection, searched in ``mode`` "exact", "hamming" or "rerank".
 
-    ``shortlist`` is the Hamming shortlist size m of "rerank" (None: 2k); it must be >= k.
+    ``shortlist`` is the Hamming shortlist size m of "rerank" (None: 2k); it must be >= k. It
+    counts the results asked for: with ``exclude_ids`` the excluded images get a place of their own.
     """
 
     def __init__(
@@ -50,20 +78,21 @@ class SemanticHashIndex:
         shortlist: int | None = None,
         n_threads: int | None = None,
     ) -> None:
-        if mode not in MODES:
-            raise SemretError(f"unknown retrieval mode {mode!r}: use one of {', '.join(MODES)}")
-        if shortlist is not None:
-            check_k(shortlist)
-        self.mode: Mode = mode
-        self.shortlist = shortlist
+        self.mode: Mode = check_choice("retrieval mode", mode, MODES)  # type: ignore[assignment]
+        self.shortlist = None if shortlist is None else check_k(shortlist, "shortlist")
         self.hamming = HammingIndex(n_bits, n_threads=n_threads)
         self.cosine = CosineIndex(dim)
+        self.last_candidates = np.zeros(0, dtype=np.int64)
 
     def __repr__(self) -> str:
         return (
             f"SemanticHashIndex(n_bits={self.n_bits}, dim={self.dim}, mode={self.mode!r}, "
             f"shortlist={self.shortlist}, ntotal={self.ntotal})"
         )
+
+    @property
+    def score_name(self) -> str:  # type: ignore[override]
+        return "-hamming" if self.mode == "hamming" else "cosine"
 
     @property
     def n_bits(self) -> int:
@@ -98,39 +127,42 @@ class SemanticHashIndex:
         self.cosine.add(new_ids, vectors)
         self.hamming.add(new_ids, codes)
 
-    def search(
-        self,
-        query_embeddings: npt.ArrayLike | None,
-        query_codes: npt.ArrayLike | None,
-        k: int,
-    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
-        """The k best images per query: (scores float32, ids int64), each (queries, k).
+    def empty_error(self) -> SemretError:
+        return SemretError("the semantic hash index is empty: add images before searching")
 
-        "exact" needs only the embeddings, "hamming" only the codes, "rerank" both (one row per
-        query in each).
-        """
-        k = check_k(k)
-        if self.ntotal == 0:
-            raise SemretError("the semantic hash index is empty: add images before searching")
+    def to_distance(self, scores: npt.ArrayLike) -> npt.NDArray[Any]:
+        """Hamming distances in mode "hamming"; the cosine similarities otherwise."""
+        return self.hamming.to_distance(scores) if self.mode == "hamming" else np.asarray(scores)
+
+    def _search(
+        self, queries: HashQueries, k: int, n_excluded: int
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+        """The k best images per query: (scores float32, ids int64), each (queries, k)."""
+        if not isinstance(queries, HashQueries):
+            raise SemretError("semantic hash queries are a HashQueries(embeddings, codes) record")
         if self.mode == "exact":
-            if query_embeddings is None:
+            if queries.embeddings is None:
                 raise SemretError("mode 'exact' needs query embeddings")
-            return self.cosine.search(query_embeddings, k)
-        if query_codes is None:
+            result = self.cosine.search(queries.embeddings, k)
+            self.last_candidates = self.cosine.last_candidates
+            return result
+        if queries.codes is None:
             raise SemretError(f"mode {self.mode!r} needs query codes")
         if self.mode == "hamming":
-            distances, ids = self.hamming.search(query_codes, k)
-            scores = np.where(ids == NO_ID, MISSING_SIMILARITY, -distances.astype(np.float32))
-            return scores.astype(np.float32), ids
-        if query_embeddings is None:
+            result = self.hamming.search(queries.codes, k)
+            self.last_candidates = self.hamming.last_candidates
+            return result
+        if queries.embeddings is None:
             raise SemretError(f"mode {self.mode!r} needs query embeddings")
-        m = 2 * k if self.shortlist is None else self.shortlist
-        if m < k:
-            raise SemretError(f"the shortlist ({m}) must be at least k ({k})")
-        embeddings = np.asarray(query_embeddings)
+        wanted = k - n_excluded
+        m = 2 * k if self.shortlist is None else self.shortlist + n_excluded
+        if m - n_excluded < wanted:
+            raise SemretError(f"the shortlist ({m - n_excluded}) must be at least k ({wanted})")
+        embeddings = np.asarray(queries.embeddings)
         normalise(embeddings, self.dim, "query embeddings")  # checks; the cosine index normalises
-        codes = check_packed(query_codes, self.n_bits, "query codes")
+        codes = check_packed(queries.codes, self.n_bits, "query codes")
         if len(embeddings) != len(codes):
             raise SemretError(f"got {len(embeddings)} query embeddings and {len(codes)} query codes")
         _, positions = self.hamming.search_positions(codes, m)
+        self.last_candidates = (positions >= 0).sum(axis=1).astype(np.int64)
         return self.cosine.search_subset_positions(embeddings, positions, k)

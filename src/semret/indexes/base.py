@@ -1,12 +1,14 @@
 """What every vector index of semret shares: the API, validation, storage, re-ranking, files.
 
-The shape is FAISS-like with scikit-learn habits: parameters in ``__init__``; ``fit(vectors)``
-where an index learns something; ``add(ids, vectors)``; ``search(queries, k) -> (scores, ids)``,
-batch first, numpy in and out, rows padded with score -inf and id -1; ``save(path)`` and
-`load_index(path)`. Vectors are kept L2-normalised and candidates are ranked by cosine similarity,
-as the published systems did, by one shared re-ranker (`CosineIndex.search_subset_positions`,
-ties by id). After each search, ``last_candidates`` holds how many candidates each query scored:
-the work it did, for the speed/recall trade-off.
+The shape is FAISS-like with scikit-learn habits: parameters in ``__init__`` (read back by
+`get_params`, from the signature); ``fit(vectors)`` where an index learns something (learned
+state ends in ``_``); ``add(ids, vectors)``; semret's search contract
+``search(queries, k, *, exclude_ids=None) -> (scores, ids)`` (`semret.core.search`); ``save(path)``
+and `load_index(path)`; a spec string names a kind and its parameters (`make_index_from_spec`).
+Vectors are kept L2-normalised and candidates are ranked by cosine similarity, as the published
+systems did, by one shared re-ranker (`CosineIndex.rank_pairs`, ties by id). After each search,
+``last_candidates`` holds how many candidates each query scored: the work it did, for the
+speed/recall trade-off.
 
 A subclass says how to find candidates (`_candidates`) and what it learns (`_fit`, `_state`).
 """
@@ -21,9 +23,12 @@ from typing import Any, ClassVar, Self
 import numpy as np
 import numpy.typing as npt
 
+from semret.core.cosine import CosineIndex, normalise
+from semret.core.params import Configurable, check_is_fitted
+from semret.core.search import SearcherBase
+from semret.core.spec import Spec, format_spec, parse_spec
+from semret.core.validation import check_dim
 from semret.errors import SemretError
-from semret.hashing.cosine import CosineIndex, normalise
-from semret.hashing.hamming import check_k
 
 FILE_FORMAT = "semret.vector-index"
 #: Candidates re-ranked at once: bounds the (queries x candidates) block in memory.
@@ -32,11 +37,14 @@ RERANK_AREA = 1 << 24
 _REGISTRY: dict[str, type[VectorIndex]] = {}
 
 
-class VectorIndex(ABC):
+class VectorIndex(Configurable, SearcherBase, ABC):
     """Base of the vector indexes; see the module docstring."""
 
     kind: ClassVar[str]
     needs_fit: ClassVar[bool] = False
+    #: The learned attribute that `check_is_fitted` looks at (for indexes with ``needs_fit``).
+    fitted_attribute: ClassVar[str | None] = None
+    score_name = "cosine"
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -44,24 +52,34 @@ class VectorIndex(ABC):
             _REGISTRY[cls.kind] = cls
 
     def __init__(self, dim: int) -> None:
-        if not isinstance(dim, int | np.integer) or dim < 1:
-            raise SemretError(f"the dimension must be a positive integer, got {dim!r}")
-        self.dim = int(dim)
+        self.dim = check_dim(dim)
         self.store = CosineIndex(self.dim)
         self.last_candidates: npt.NDArray[np.int64] = np.zeros(0, dtype=np.int64)
         self._sorted_ids: npt.NDArray[np.int64] = np.zeros(0, dtype=np.int64)
-        self.is_fitted = not self.needs_fit
+
+    def __repr__(self) -> str:
+        return f"{super().__repr__()[:-1]}, ntotal={self.ntotal})"
+
+    @property
+    def is_fitted(self) -> bool:
+        """Whether the index can take vectors (always, for indexes that learn nothing)."""
+        if not self.needs_fit or self.fitted_attribute is None:
+            return True
+        return getattr(self, self.fitted_attribute, None) is not None
+
+    @property
+    def spec(self) -> str:
+        """The spec string of this index's kind and parameters (besides ``dim``)."""
+        params = self.get_params()
+        params.pop("dim")
+        return format_spec(self.kind, params)
 
     # --- what subclasses provide ---------------------------------------------------------------
 
-    def params(self) -> dict[str, Any]:
-        """The ``__init__`` parameters (besides ``dim``), for `save` and display."""
-        return {}
-
-    def _fit(self, vectors: npt.NDArray[np.float32], labels: npt.NDArray[np.int64] | None) -> None:  # noqa: B027 (an optional hook)
+    def _fit(self, vectors: npt.NDArray[np.float32], labels: npt.NDArray[np.int64] | None) -> None:
         """Learn from unit vectors (only for indexes with ``needs_fit``)."""
 
-    def _add(self, ids: npt.NDArray[np.int64], vectors: npt.NDArray[np.float32]) -> None:  # noqa: B027 (an optional hook)
+    def _add(self, ids: npt.NDArray[np.int64], vectors: npt.NDArray[np.float32]) -> None:
         """Index new unit vectors under their ids (e.g. put them in buckets)."""
 
     @abstractmethod
@@ -72,7 +90,7 @@ class VectorIndex(ABC):
         """Learned arrays to save (besides the vectors)."""
         return {}
 
-    def _restore(self, state: dict[str, npt.NDArray[Any]]) -> None:  # noqa: B027 (an optional hook)
+    def _restore(self, state: dict[str, npt.NDArray[Any]]) -> None:
         """Set learned arrays from a saved file."""
 
     # --- the shared API ------------------------------------------------------------------------
@@ -91,23 +109,27 @@ class VectorIndex(ABC):
         if label_array is not None and len(label_array) != len(unit):
             raise SemretError(f"{len(unit)} vectors but {len(label_array)} labels")
         self._fit(unit, label_array)
-        self.is_fitted = True
         return self
 
     def add(self, ids: npt.ArrayLike, vectors: npt.ArrayLike) -> None:
         """Add (n, dim) vectors under distinct new ids (>= 0)."""
-        if not self.is_fitted:
-            raise SemretError(f"the {self.kind} index must be fitted before vectors are added: call fit()")
+        if self.needs_fit and self.fitted_attribute:
+            check_is_fitted(self, self.fitted_attribute)
         self.store.add(ids, vectors)
         id_array = np.asarray(ids, dtype=np.int64)
         self._sorted_ids = self.store.ids
         self._add(id_array, normalise(vectors, self.dim))
 
-    def search(self, queries: npt.ArrayLike, k: int) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+    def empty_error(self) -> SemretError:
+        return SemretError(f"the {self.kind} index is empty: add vectors before searching")
+
+    def query_count(self, queries: npt.ArrayLike) -> int:
+        return len(np.asarray(queries))
+
+    def _search(
+        self, queries: npt.ArrayLike, k: int, n_excluded: int
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
         """The k most similar vectors of each query by cosine, among its candidates: (scores, ids)."""
-        k = check_k(k)
-        if self.ntotal == 0:
-            raise SemretError(f"the {self.kind} index is empty: add vectors before searching")
         unit = normalise(queries, self.dim, "queries")
         candidates = [np.unique(c) for c in self._candidates(unit)]
         self.last_candidates = np.array([len(c) for c in candidates], dtype=np.int64)
@@ -139,7 +161,8 @@ class VectorIndex(ABC):
     def save(self, path: str | Path, extra: dict[str, npt.NDArray[Any]] | None = None) -> None:
         """Write the index (parameters, learned state, ids and vectors) to an ``.npz`` file;
         ``extra`` arrays (e.g. labels for display) travel along, see `read_index_extra`."""
-        header = {"format": FILE_FORMAT, "kind": self.kind, "dim": self.dim, "params": self.params()}
+        params = self.get_params()
+        header = {"format": FILE_FORMAT, "kind": self.kind, "dim": params.pop("dim"), "params": params}
         state = {f"state_{name}": value for name, value in self._state().items()}
         file = Path(path)
         file.parent.mkdir(parents=True, exist_ok=True)
@@ -147,7 +170,7 @@ class VectorIndex(ABC):
             "header": np.array(json.dumps(header)),
             "ids": self.store.ids,
             "vectors": self.store.vectors(),
-            "fitted": np.array(self.is_fitted),
+            "fitted": np.array(self.is_fitted),  # read by older semret; `_state` says it now
             **state,
             **{f"extra_{name}": value for name, value in (extra or {}).items()},
         }
@@ -168,11 +191,10 @@ def load_index(path: str | Path) -> VectorIndex:
         kind = header.get("kind") if isinstance(header, dict) else None
         raise SemretError(f"{file}: not a semret vector index (or of an unknown kind {kind!r})")
     try:
-        index = _REGISTRY[header["kind"]](header["dim"], **header["params"])
+        index = _REGISTRY[header["kind"]](**{**header["params"], "dim": header["dim"]})
     except (TypeError, KeyError) as exc:
         raise SemretError(f"{file}: the index's parameters do not fit a {header['kind']} index ({exc})") from exc
     index._restore({key.removeprefix("state_"): value for key, value in arrays.items() if key.startswith("state_")})
-    index.is_fitted = bool(arrays["fitted"])
     if len(arrays["ids"]):
         index.add(arrays["ids"], arrays["vectors"])
     return index
@@ -199,6 +221,42 @@ def index_class(kind: str) -> type[VectorIndex]:
     return _REGISTRY[kind]
 
 
+def check_index_params(kind: str, params: dict[str, Any], what: str | None = None) -> None:
+    """Reject parameters an index kind does not take, or values it refuses, before any work: the
+    parameter names against the signature, the values by building the index on a dummy dimension
+    (nothing is learned or allocated beyond the parameters themselves)."""
+    cls = index_class(kind)
+    accepted = [name for name in cls.param_names() if name != "dim"]
+    unknown = sorted(set(params) - set(accepted))
+    where = what or f"the {kind} index"
+    if unknown:
+        raise SemretError(
+            f"{where} has no parameter {', '.join(unknown)} (its parameters: {', '.join(accepted) or 'none'})"
+        )
+    dim = max([1, *(v for k, v in params.items() if k.endswith("components") and isinstance(v, int))])
+    try:
+        cls(dim, **params)
+    except SemretError as exc:
+        raise SemretError(f"{where}: {exc}") from None
+    except TypeError as exc:
+        raise SemretError(f"{where}: {exc}") from None
+
+
+def parse_index_spec(text: str) -> Spec:
+    """A vector index spec string (``"kmeans:n_probe=4"``), its kind and parameters checked."""
+    spec = parse_spec(text, "index spec")
+    check_index_params(spec.kind, spec.params, f"index spec {text!r}")
+    return spec
+
+
 def make_index(kind: str, dim: int, **params: Any) -> VectorIndex:
-    """An index of ``kind`` with ``params``."""
+    """A new, empty index of ``kind`` for ``dim``-dimensional vectors."""
     return index_class(kind)(dim, **params)
+
+
+def make_index_from_spec(spec: str | Spec, dim: int, **defaults: Any) -> VectorIndex:
+    """A new index from a spec string; ``defaults`` apply where the spec says nothing (and the
+    kind takes them, e.g. a run's ``seed``)."""
+    parsed = parse_index_spec(spec) if isinstance(spec, str) else spec
+    accepted = set(index_class(parsed.kind).param_names())
+    return make_index(parsed.kind, dim, **{**{k: v for k, v in defaults.items() if k in accepted}, **parsed.params})

@@ -16,7 +16,9 @@ class ExactIndex(VectorIndex):
     def _candidates(self, queries: npt.NDArray[np.float32]) -> list[npt.NDArray[np.int64]]:
         return [self._sorted_ids] * len(queries)
 
-    def search(self, queries: npt.ArrayLike, k: int) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+    def _search(
+        self, queries: npt.ArrayLike, k: int, n_excluded: int
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
         """The k most similar vectors of each query: (cosine similarities, ids), ties by id."""
         scores, ids = self.store.search(queries, k)
         self.last_candidates = np.full(len(scores), self.ntotal, dtype=np.int64)

@@ -31,10 +31,10 @@ import faiss
 import numpy as np
 import numpy.typing as npt
 
+from semret.core.validation import check_int, check_optional_int
 from semret.errors import SemretError
 from semret.indexes.base import VectorIndex
 from semret.indexes.buckets import BucketTables
-from semret.indexes.lsh import check_int
 
 __all__ = ["KMeansIndex"]
 
@@ -54,6 +54,7 @@ class KMeansIndex(VectorIndex):
 
     kind = "kmeans"
     needs_fit = True
+    fitted_attribute = "centroids_"
 
     def __init__(
         self,
@@ -65,40 +66,22 @@ class KMeansIndex(VectorIndex):
         seed: int = 0,
     ) -> None:
         super().__init__(dim)
-        self.n_clusters = None if n_clusters is None else check_int("n_clusters", n_clusters, 1)
+        self.n_clusters = check_optional_int("n_clusters", n_clusters, 1)
         self.n_probe = check_int("n_probe", n_probe, 1, self.n_clusters)
-        self.pca_components = (
-            None if pca_components is None else check_int("pca_components", pca_components, 1, self.dim)
-        )
+        self.pca_components = check_optional_int("pca_components", pca_components, 1, self.dim)
         self.n_iter = check_int("n_iter", n_iter, 1)
         self.seed = check_int("seed", seed, 0, _MAX_SEED)
         #: (K, d') cluster centres in the (PCA) space, float32; None before `fit`.
-        self.centroids: npt.NDArray[np.float32] | None = None
+        self.centroids_: npt.NDArray[np.float32] | None = None
         #: PCA mean (dim,) and matrix (pca_components, dim), float64; None without PCA or before `fit`.
-        self.pca_mean: npt.NDArray[np.float64] | None = None
-        self.pca_matrix: npt.NDArray[np.float64] | None = None
+        self.pca_mean_: npt.NDArray[np.float64] | None = None
+        self.pca_matrix_: npt.NDArray[np.float64] | None = None
         self.lists = BucketTables(1)
-
-    def __repr__(self) -> str:
-        return (
-            f"KMeansIndex(dim={self.dim}, n_clusters={self.n_clusters}, n_probe={self.n_probe}, "
-            f"pca_components={self.pca_components}, n_iter={self.n_iter}, seed={self.seed}, "
-            f"n_lists={self.n_lists}, ntotal={self.ntotal})"
-        )
-
-    def params(self) -> dict[str, Any]:
-        return {
-            "n_clusters": self.n_clusters,
-            "n_probe": self.n_probe,
-            "pca_components": self.pca_components,
-            "n_iter": self.n_iter,
-            "seed": self.seed,
-        }
 
     @property
     def n_lists(self) -> int:
         """The number of clusters (inverted lists) learned; 0 before `fit`."""
-        return 0 if self.centroids is None else len(self.centroids)
+        return 0 if self.centroids_ is None else len(self.centroids_)
 
     # --- learning ------------------------------------------------------------------------------
 
@@ -115,13 +98,13 @@ class KMeansIndex(VectorIndex):
         if self.n_probe > k:
             raise SemretError(f"n_probe ({self.n_probe}) exceeds the number of clusters ({k})")
         if self.pca_components is not None:
-            self.pca_mean, self.pca_matrix = _pca(vectors, self.pca_components)
+            self.pca_mean_, self.pca_matrix_ = _pca(vectors, self.pca_components)
         reduced = np.ascontiguousarray(self.transform(vectors), dtype=np.float32)
         kmeans = faiss.Kmeans(
             reduced.shape[1], k, niter=self.n_iter, seed=self.seed, spherical=False, min_points_per_centroid=1
         )
         kmeans.train(reduced)
-        self.centroids = np.array(kmeans.centroids, dtype=np.float32).reshape(k, reduced.shape[1])
+        self.centroids_ = np.array(kmeans.centroids, dtype=np.float32).reshape(k, reduced.shape[1])
         # A refit re-files the vectors already added under the new clusters.
         self.lists = BucketTables(1)
         if self.ntotal:
@@ -129,16 +112,16 @@ class KMeansIndex(VectorIndex):
 
     def transform(self, unit: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
         """Unit vectors in the clustering space: PCA-projected if PCA is on, else as they are."""
-        if self.pca_matrix is None or self.pca_mean is None:
+        if self.pca_matrix_ is None or self.pca_mean_ is None:
             return unit.astype(np.float64)
-        return (unit.astype(np.float64) - self.pca_mean) @ self.pca_matrix.T
+        return (unit.astype(np.float64) - self.pca_mean_) @ self.pca_matrix_.T
 
     def nearest_clusters(self, unit: npt.NDArray[np.float32], n: int) -> npt.NDArray[np.int64]:
         """(vectors, n) numbers of the n nearest centroids (L2 in the clustering space) of each
         unit vector, nearest first, ties by cluster number."""
-        if self.centroids is None:
+        if self.centroids_ is None:
             raise SemretError("the kmeans index must be fitted first: call fit()")
-        centroids = self.centroids.astype(np.float64)
+        centroids = self.centroids_.astype(np.float64)
         squared = np.einsum("ij,ij->i", centroids, centroids)
         result = np.empty((len(unit), n), dtype=np.int64)
         step = max(1, _DISTANCE_AREA // len(centroids))
@@ -166,11 +149,11 @@ class KMeansIndex(VectorIndex):
         return self.lists.lookup(probed[:, None, :])
 
     def _state(self) -> dict[str, npt.NDArray[Any]]:
-        if self.centroids is None:
+        if self.centroids_ is None:
             return {}
-        state: dict[str, npt.NDArray[Any]] = {"centroids": self.centroids}
-        if self.pca_matrix is not None and self.pca_mean is not None:
-            state |= {"pca_mean": self.pca_mean, "pca_matrix": self.pca_matrix}
+        state: dict[str, npt.NDArray[Any]] = {"centroids": self.centroids_}
+        if self.pca_matrix_ is not None and self.pca_mean_ is not None:
+            state |= {"pca_mean": self.pca_mean_, "pca_matrix": self.pca_matrix_}
         return state
 
     def _restore(self, state: dict[str, npt.NDArray[Any]]) -> None:
@@ -191,8 +174,8 @@ class KMeansIndex(VectorIndex):
             mean, matrix = _finite(state, "pca_mean", 1), _finite(state, "pca_matrix", 2)
             if mean.shape != (self.dim,) or matrix.shape != (self.pca_components, self.dim):
                 raise SemretError(f"corrupt kmeans index file: PCA arrays {mean.shape} and {matrix.shape}")
-            self.pca_mean, self.pca_matrix = mean.astype(np.float64), matrix.astype(np.float64)
-        self.centroids = np.ascontiguousarray(centroids, dtype=np.float32)
+            self.pca_mean_, self.pca_matrix_ = mean.astype(np.float64), matrix.astype(np.float64)
+        self.centroids_ = np.ascontiguousarray(centroids, dtype=np.float32)
         self.lists = BucketTables(1)
 
 

@@ -25,28 +25,15 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from semret.core.validation import check_int
 from semret.errors import SemretError
 from semret.indexes.base import VectorIndex
 from semret.indexes.buckets import MAX_BITS, BucketTables, bucket_keys
 
-__all__ = ["RandomHyperplaneLSH", "check_int"]
+__all__ = ["RandomHyperplaneLSH"]
 
 #: Float64 projection values computed at once (vectors x L*K), to bound memory on large adds.
 _PROJECTION_AREA = 1 << 22
-
-
-def check_int(name: str, value: Any, low: int, high: int | None = None) -> int:
-    """``value`` as an int in [low, high], or a `SemretError` naming the parameter (shared by the
-    index modules' constructors)."""
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | np.integer)
-        or value < low
-        or (high is not None and value > high)
-    ):
-        bounds = f"between {low} and {high}" if high is not None else f"at least {low}"
-        raise SemretError(f"{name} must be an integer {bounds}, got {value!r}")
-    return int(value)
 
 
 class RandomHyperplaneLSH(VectorIndex):
@@ -67,22 +54,13 @@ class RandomHyperplaneLSH(VectorIndex):
         self.n_probes = check_int("n_probes", n_probes, 0, self.n_bits)
         self.seed = check_int("seed", seed, 0)
         rng = np.random.default_rng(self.seed)
-        #: (L, K, dim) Gaussian hyperplanes (normals), float64.
-        self.hyperplanes: npt.NDArray[np.float64] = rng.standard_normal((self.n_tables, self.n_bits, self.dim))
+        #: (L, K, dim) Gaussian hyperplanes (normals), float64, drawn from ``seed``.
+        self.hyperplanes_: npt.NDArray[np.float64] = rng.standard_normal((self.n_tables, self.n_bits, self.dim))
         self.tables = BucketTables(self.n_tables)
-
-    def __repr__(self) -> str:
-        return (
-            f"RandomHyperplaneLSH(dim={self.dim}, n_bits={self.n_bits}, n_tables={self.n_tables}, "
-            f"n_probes={self.n_probes}, seed={self.seed}, ntotal={self.ntotal})"
-        )
-
-    def params(self) -> dict[str, Any]:
-        return {"n_bits": self.n_bits, "n_tables": self.n_tables, "n_probes": self.n_probes, "seed": self.seed}
 
     def project(self, unit: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
         """(n, L, K) projections ``r_tj . x`` of unit vectors (float64); bit = projection >= 0."""
-        planes = self.hyperplanes.reshape(-1, self.dim).T
+        planes = self.hyperplanes_.reshape(-1, self.dim).T
         return (unit.astype(np.float64) @ planes).reshape(len(unit), self.n_tables, self.n_bits)
 
     def _step(self) -> int:
@@ -120,7 +98,7 @@ class RandomHyperplaneLSH(VectorIndex):
         return found if self.n_tables == 1 else [np.unique(ids) for ids in found]
 
     def _state(self) -> dict[str, npt.NDArray[Any]]:
-        return {"hyperplanes": self.hyperplanes}
+        return {"hyperplanes": self.hyperplanes_}
 
     def _restore(self, state: dict[str, npt.NDArray[Any]]) -> None:
         planes = state.get("hyperplanes")
@@ -128,4 +106,4 @@ class RandomHyperplaneLSH(VectorIndex):
         if planes is None or planes.shape != expected or planes.dtype.kind != "f" or not np.isfinite(planes).all():
             got = "none" if planes is None else f"{planes.dtype} {planes.shape}"
             raise SemretError(f"corrupt lsh index file: expected {expected} finite hyperplanes, got {got}")
-        self.hyperplanes = planes.astype(np.float64)
+        self.hyperplanes_ = planes.astype(np.float64)

@@ -30,21 +30,17 @@ as random hyperplanes through the origin, i.e. as random-hyperplane LSH, and are
   of 0.3 some bits went constant and the buckets grew ~100-fold; with the mean term only, bits
   correlated and buckets were uneven, no better than random hyperplanes.)
 
-The optimiser is Adam. Measured on synthetic data (30,000 points of 2,000 overlapping clusters in
-a 24-d subspace of 128-d, 10 tables, recall@10 against exact cosine): at 8, 10, 12 and 16 bits the
-learned tables found 0.73, 0.57, 0.43 and 0.21 of the 10 nearest neighbours with 1,100, 310, 93
-and 11 candidates a query, random-hyperplane LSH (the untrained networks) 0.66, 0.46, 0.30 and 0.12
-with 1,660, 480, 175 and 21: more of the neighbours with about half the candidates. H sets the
-bucket size, about ``n / 2^H`` points: for large collections fewer bits give higher recall.
+The optimiser is Adam. H sets the bucket size, about ``n / 2^H`` points: for large collections
+fewer bits give higher recall (recall and candidates against random-hyperplane LSH are measured
+in docs/benchmarks.md, ``benchmarks/index_sweep.py``).
 
 The tables are trained at once (one batched tensor program) but independently: each has its own
 initial hyperplanes, batch order and negatives, drawn from its own seed, and its own loss over its
 own parameters (Adam's steps are per parameter, so no table's training depends on another's), so
 they differ as independent LSH tables do. Training is seeded and reproducible on the same machine
 (`torch.Generator`, no global seeding), on the CPU, one thread. For many fit vectors the neighbours
-are found and the networks trained on a random sample of ``fit_sample`` of them: fitting the
-defaults on 100,000 x 128-d vectors took about 14 s on 2 cores (2 s exact neighbours of the
-20,000 sampled, 7 s training), hashing them 0.3 s.
+are found and the networks trained on a random sample of ``fit_sample`` of them, which bounds
+the fitting time (build times are in docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -57,8 +53,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
+from semret.core.cosine import CosineIndex, normalise
+from semret.core.params import check_is_fitted
+from semret.core.validation import check_int, check_number, check_optional_int
 from semret.errors import SemretError
-from semret.hashing.cosine import CosineIndex, normalise
 from semret.indexes.base import VectorIndex
 from semret.indexes.buckets import MAX_BITS, BucketTables, bucket_keys
 
@@ -83,6 +81,8 @@ class NeuralLSH(VectorIndex):
 
     kind = "neural-lsh"
     needs_fit = True
+    fitted_attribute = "layers_"
+    _unsaved_params = frozenset({"progress"})
 
     def __init__(
         self,
@@ -101,56 +101,26 @@ class NeuralLSH(VectorIndex):
         progress: Progress | None = None,
     ) -> None:
         super().__init__(dim)
-        _check_int("n_bits", n_bits, 1, MAX_BITS)
-        _check_int("n_tables", n_tables, 1)
-        _check_int("neighbours", neighbours, 1)
-        _check_int("negatives", negatives, 1)
-        _check_int("batch_size", batch_size, 2)
+        self.n_bits = check_int("n_bits", n_bits, 1, MAX_BITS)
+        self.n_tables = check_int("n_tables", n_tables, 1)
+        self.neighbours = check_int("neighbours", neighbours, 1)
+        self.negatives = check_int("negatives", negatives, 1)
+        self.batch_size = check_int("batch_size", batch_size, 2)
         if batch_size <= negatives:
             raise SemretError(
                 f"batch_size ({batch_size}) must exceed negatives ({negatives}): negatives come from the batch"
             )
-        _check_int("epochs", epochs, 1)
-        _check_int("fit_sample", fit_sample, neighbours + 1)
-        _check_int("seed", seed, 0)
-        if hidden is not None:
-            _check_int("hidden", hidden, 1)
-        if not _is_number(learning_rate) or learning_rate <= 0:
-            raise SemretError(f"learning_rate must be a positive number, got {learning_rate!r}")
-        if not _is_number(balance_weight) or balance_weight < 0:
-            raise SemretError(f"balance_weight must be a number >= 0, got {balance_weight!r}")
-        self.n_bits = int(n_bits)
-        self.n_tables = int(n_tables)
-        self.neighbours = int(neighbours)
-        self.negatives = int(negatives)
-        self.batch_size = int(batch_size)
-        self.epochs = int(epochs)
-        self.learning_rate = float(learning_rate)
-        self.hidden = None if hidden is None else int(hidden)
-        self.fit_sample = int(fit_sample)
-        self.balance_weight = float(balance_weight)
-        self.seed = int(seed)
+        self.epochs = check_int("epochs", epochs, 1)
+        self.fit_sample = check_int("fit_sample", fit_sample, neighbours + 1)
+        self.seed = check_int("seed", seed, 0)
+        self.hidden = check_optional_int("hidden", hidden, 1)
+        self.learning_rate = check_number("learning_rate", learning_rate, 0, low_open=True)
+        self.balance_weight = check_number("balance_weight", balance_weight, 0)
         self.progress = progress
-        #: Per layer, (weights (L, in, out), biases (L, out)) of all tables; empty before fit.
-        self.layers_: list[tuple[torch.Tensor, torch.Tensor]] = []
+        #: Per layer, (weights (L, in, out), biases (L, out)) of all tables; None before fit.
+        self.layers_: list[tuple[torch.Tensor, torch.Tensor]] | None = None
         self.loss_history_: list[float] = []
         self.tables = BucketTables(self.n_tables)
-
-    def params(self) -> dict[str, Any]:
-        """The ``__init__`` parameters (besides ``dim`` and ``progress``)."""
-        return {
-            "n_bits": self.n_bits,
-            "n_tables": self.n_tables,
-            "neighbours": self.neighbours,
-            "negatives": self.negatives,
-            "batch_size": self.batch_size,
-            "epochs": self.epochs,
-            "learning_rate": self.learning_rate,
-            "hidden": self.hidden,
-            "fit_sample": self.fit_sample,
-            "balance_weight": self.balance_weight,
-            "seed": self.seed,
-        }
 
     # --- training ------------------------------------------------------------------------------
 
@@ -285,8 +255,8 @@ class NeuralLSH(VectorIndex):
         """(n, L) bucket keys of unit vectors: bit j of table t is set where its logit is > 0."""
         import torch
 
-        if not self.layers_:
-            raise SemretError(f"the {self.kind} index must be fitted first: call fit()")
+        check_is_fitted(self, "layers_")
+        assert self.layers_ is not None
         keys = np.empty((len(vectors), self.n_tables), dtype=np.uint64)
         with torch.no_grad(), _one_thread():
             for start in range(0, len(vectors), _HASH_CHUNK):
@@ -308,7 +278,7 @@ class NeuralLSH(VectorIndex):
 
     def _state(self) -> dict[str, npt.NDArray[Any]]:
         state: dict[str, npt.NDArray[Any]] = {}
-        for layer, (weights, biases) in enumerate(self.layers_):
+        for layer, (weights, biases) in enumerate(self.layers_ or []):
             state[f"weights_{layer}"] = weights.numpy().copy()
             state[f"biases_{layer}"] = biases.numpy().copy()
         return state
@@ -336,8 +306,7 @@ class NeuralLSH(VectorIndex):
 @contextmanager
 def _one_thread() -> Iterator[None]:
     """Run torch on one thread meanwhile (restored after). Its ops here are small (a batch of 125),
-    and torch's OpenMP threads then cost more than they save: training was about 25x slower with 2
-    threads on 2 cores while another process kept one of them busy."""
+    and torch's OpenMP threads then cost more than they save, most of all on a busy machine."""
     import torch
 
     threads = torch.get_num_threads()
@@ -366,20 +335,3 @@ def _log_collision(soft: torch.Tensor, others: torch.Tensor) -> torch.Tensor:
     import torch
 
     return torch.log(((1 + soft * others) / 2).clamp(min=_TINY)).sum(dim=-1)
-
-
-def _is_number(value: Any) -> bool:
-    """Whether ``value`` is a finite real number (not a bool)."""
-    return (
-        isinstance(value, int | float | np.integer | np.floating)
-        and not isinstance(value, bool)
-        and bool(np.isfinite(value))
-    )
-
-
-def _check_int(name: str, value: Any, low: int, high: int | None = None) -> None:
-    """Raise a `SemretError` unless ``value`` is an integer in [low, high]."""
-    ok = isinstance(value, int | np.integer) and not isinstance(value, bool) and value >= low
-    if not ok or (high is not None and value > high):
-        bounds = f"between {low} and {high}" if high is not None else f"at least {low}"
-        raise SemretError(f"{name} must be an integer {bounds}, got {value!r}")

@@ -10,7 +10,14 @@ Images are sinks, so no shortest path passes through one, and an image's distanc
 with d(w) the word distances from the query. The fast path therefore runs Dijkstra on the word
 graph alone (scipy.sparse.csgraph, one extra node per query) and ranks images with vectorised
 numpy; `semret.iwan.reference` is the readable networkx version on the full graph, and the
-results are identical. Ties are broken by image id; the query image itself can be excluded.
+results are identical. Ties are broken by image id.
+
+`IwanIndex` follows semret's search contract (`semret.core.search`): ``search(queries, k, *,
+exclude_ids=None) -> (scores, ids)`` with queries a batch of `WeightedWords`, scores minus the
+path length (higher is better; `to_distance` gives the path length back), and ``last_candidates``
+the word nodes Dijkstra reached per query. Where the images are ranked is the ``ranker``'s
+business: in memory (the index itself) or in the database (`semret.sql.iwan_store`), behind one
+`ImageRanker` interface.
 """
 
 from __future__ import annotations
@@ -25,6 +32,8 @@ import numpy.typing as npt
 from scipy import sparse
 from scipy.sparse.csgraph import dijkstra
 
+from semret.core.search import SearcherBase
+from semret.core.validation import check_k
 from semret.errors import SemretError, UnknownWordError
 from semret.iwan.graph import IwanSettings, WordEdges, word_matrix
 from semret.iwan.norms import normalise_word
@@ -46,10 +55,14 @@ class WeightedWords:
 class ImageRanker(Protocol):
     """Ranks images from one query's word distances: the k nearest (distances, image ids), ties by
     id, padded with inf / -1, leaving out the ``exclude`` image. ``min_link_weight`` is a lower
-    bound of every word -> image weight, which the early stop relies on."""
+    bound of every word -> image weight, which the early stop relies on; ``ntotal`` the number of
+    images it ranks."""
 
     @property
     def min_link_weight(self) -> float: ...
+
+    @property
+    def ntotal(self) -> int: ...
 
     def __call__(
         self, word_distances: npt.NDArray[np.float64], k: int, exclude: int | None
@@ -65,13 +78,18 @@ class PathStep:
     distance: float
 
 
-class IwanIndex:
-    """An IWAN graph in memory, searched with `search(queries, k) -> (distances, image_ids)`.
+class IwanIndex(SearcherBase):
+    """An IWAN graph, searched with `search(queries, k) -> (scores, image_ids)` (scores = minus
+    the path length).
 
     ``words`` names the word nodes by index; ``edges`` are the word -> word edges;
     ``image_ids``/``link_words``/``link_strengths`` are the image -> word links (top-IWK per image,
-    already cut). ``labels`` maps image ids to labels, for display.
+    already cut; empty when a ``ranker`` ranks the images elsewhere). ``labels`` maps image ids to
+    labels, for display. With ``early_stop``, Dijkstra stops at a distance bound that is raised
+    until the top k are provably exact.
     """
+
+    score_name = "-path length"
 
     def __init__(
         self,
@@ -82,7 +100,12 @@ class IwanIndex:
         link_strengths: npt.ArrayLike,
         settings: IwanSettings | None = None,
         labels: Mapping[int, str | None] | None = None,
+        ranker: ImageRanker | None = None,
+        early_stop: bool = True,
     ) -> None:
+        self.ranker = ranker
+        self.early_stop = early_stop
+        self.last_candidates = np.zeros(0, dtype=np.int64)
         self.words = list(words)
         self.word_index = {word: i for i, word in enumerate(self.words)}
         self.edges = edges
@@ -114,8 +137,15 @@ class IwanIndex:
 
     @property
     def ntotal(self) -> int:
-        """Number of images in the index."""
-        return len(self.image_ids)
+        """Number of images searched (those the ranker ranks)."""
+        return self.ranker.ntotal if self.ranker is not None else len(self.image_ids)
+
+    def empty_error(self) -> SemretError:
+        return SemretError("the IWAN index has no images")
+
+    def to_distance(self, scores: npt.ArrayLike) -> npt.NDArray[np.float64]:
+        """Path lengths from contract scores (padding -inf -> inf)."""
+        return -np.asarray(scores, dtype=np.float64)
 
     def query_from_words(self, weighted: Mapping[str, float] | Sequence[tuple[str, float]]) -> WeightedWords:
         """A query from words and strengths, e.g. ``{"APPLE": 0.8, "PEAR": 0.1}``."""
@@ -224,44 +254,41 @@ class IwanIndex:
         """The lightest word -> image weight of the in-memory links."""
         return self._min_link_weight
 
-    def search(
-        self,
-        queries: Sequence[WeightedWords],
-        k: int = 10,
-        exclude: Sequence[int | None] | None = None,
-        early_stop: bool = True,
-        ranker: ImageRanker | None = None,
+    def _search(
+        self, queries: Sequence[WeightedWords], k: int, n_excluded: int
     ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
-        """The k nearest images of each query: (distances, image_ids), each of shape (queries, k).
-
-        Rows are padded with inf / -1 when fewer than k images are reachable. ``exclude`` gives per
-        query an image id to leave out (the query image). With ``early_stop``, Dijkstra stops at a
-        distance bound that is raised until the top k are provably exact. ``ranker`` ranks the
-        images somewhere else (`semret.sql.iwan_store.SqlImageRanker` does it in the database).
-        """
-        if k < 1:
-            raise SemretError(f"k must be at least 1, got {k}")
-        rank: ImageRanker = ranker or self
-        if ranker is None and self.ntotal == 0:
-            raise SemretError("the IWAN index has no images")
-        excluded = list(exclude) if exclude is not None else [None] * len(queries)
-        if len(excluded) != len(queries):
-            raise SemretError("exclude must give one entry (an image id or None) per query")
-        all_distances = np.full((len(queries), k), np.inf)
+        """The k nearest images of each query: (minus distances, image_ids), each (queries, k).
+        Scores stay float64, so that `to_distance` gives the exact path lengths back."""
+        rank: ImageRanker = self.ranker or self
+        scores = np.full((len(queries), k), -np.inf, dtype=np.float64)
         all_ids = np.full((len(queries), k), NO_IMAGE, dtype=np.int64)
-        for row, (query, skip) in enumerate(zip(queries, excluded, strict=True)):
-            limit = self._initial_limit(query) if early_stop else np.inf
-            while True:
-                word_distances = self.word_distances([query], limit=limit)
-                assert isinstance(word_distances, np.ndarray)
-                top_distances, top_ids = rank(word_distances[0], k, skip)
-                # Words beyond the limit can only give images a distance >= limit + the lightest
-                # link, so the top k are exact once the k-th found lies strictly below that.
-                if np.isinf(limit) or top_distances[-1] < limit + rank.min_link_weight:
-                    break
-                limit = limit * 2 if np.isfinite(top_distances[-1]) else np.inf
-            all_distances[row], all_ids[row] = top_distances, top_ids
-        return all_distances, all_ids
+        self.last_candidates = np.zeros(len(queries), dtype=np.int64)
+        for row, query in enumerate(queries):
+            distances, ids, reached = self.search_one(query, k, rank)
+            scores[row], all_ids[row] = -distances, ids
+            self.last_candidates[row] = reached
+        return scores, all_ids
+
+    def search_one(
+        self, query: WeightedWords, k: int, rank: ImageRanker | None = None, exclude: int | None = None
+    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64], int]:
+        """One query's k nearest images as path lengths: (distances, image ids, words reached).
+
+        With early stop, Dijkstra runs to a bound that is doubled until the k-th image found lies
+        below what any word beyond the bound could give.
+        """
+        ranker: ImageRanker = rank or self.ranker or self
+        k = min(check_k(k), max(1, ranker.ntotal))
+        limit = self._initial_limit(query) if self.early_stop else np.inf
+        while True:
+            word_distances = self.word_distances([query], limit=limit)
+            assert isinstance(word_distances, np.ndarray)
+            top_distances, top_ids = ranker(word_distances[0], k, exclude)
+            # Words beyond the limit can only give images a distance >= limit + the lightest
+            # link, so the top k are exact once the k-th found lies strictly below that.
+            if np.isinf(limit) or top_distances[-1] < limit + ranker.min_link_weight:
+                return top_distances, top_ids, int(np.isfinite(word_distances[0]).sum())
+            limit = limit * 2 if np.isfinite(top_distances[-1]) else np.inf
 
     def _initial_limit(self, query: WeightedWords) -> float:
         """A first Dijkstra bound: the farthest query word plus two typical word edges."""

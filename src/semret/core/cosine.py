@@ -1,7 +1,8 @@
 """`CosineIndex`: exact cosine k-nearest-neighbour search ("Algo-2"), the ground truth for vector indexes.
 
-FAISS-like: ``add(ids, vectors)``, ``search(queries, k) -> (similarities, ids)``, batch first,
-numpy in and out; rows are padded with similarity -inf and id -1 when fewer than k vectors exist.
+It follows semret's search contract (`semret.core.search`): ``add(ids, vectors)``,
+``search(queries, k, *, exclude_ids=None) -> (similarities, ids)``, batch first, numpy in and out,
+``min(k, ntotal)`` columns.
 Vectors (and queries) are L2-normalised (in float64) and kept as float32; zero, NaN or infinite
 vectors are errors.
 
@@ -26,13 +27,14 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
+from semret.core.search import MISSING_SCORE, NO_ID, SearcherBase
+from semret.core.validation import check_dim, check_ids, check_k, merge_sorted_ids
 from semret.errors import SemretError
-from semret.hashing.hamming import NO_ID, check_ids, check_k, merge_sorted_ids
 
 __all__ = ["CosineIndex", "normalise"]
 
 #: Similarity of a padding result.
-MISSING_SIMILARITY = -np.inf
+MISSING_SIMILARITY = MISSING_SCORE
 #: Query x vector similarities computed at once by the matrix product (float32 each).
 _PRODUCT_AREA = 1 << 25
 #: Float64 elements gathered at once for the exact similarities.
@@ -63,13 +65,14 @@ def normalise(vectors: npt.ArrayLike, dim: int, what: str = "vectors") -> npt.ND
     return result
 
 
-class CosineIndex:
+class CosineIndex(SearcherBase):
     """Exact cosine kNN over L2-normalised float32 vectors of ``dim`` dimensions; ties by id."""
 
+    score_name = "cosine"
+
     def __init__(self, dim: int) -> None:
-        if isinstance(dim, bool) or not isinstance(dim, int | np.integer) or dim < 1:
-            raise SemretError(f"the dimension must be a positive integer, got {dim!r}")
-        self.dim = int(dim)
+        self.dim = check_dim(dim)
+        self.last_candidates = np.zeros(0, dtype=np.int64)
         # Bound of |float32 dot product - exact| for unit vectors, doubled (see the module doc).
         self._eps = float(4 * (self.dim + 4) * np.finfo(np.float32).eps / 2)
         self._ids = np.empty(0, dtype=np.int64)
@@ -107,11 +110,18 @@ class CosineIndex:
 
     # --- search --------------------------------------------------------------------------------
 
-    def search(self, queries: npt.ArrayLike, k: int) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+    def empty_error(self) -> SemretError:
+        return SemretError("the cosine index is empty: add vectors before searching")
+
+    def query_count(self, queries: npt.ArrayLike) -> int:
+        return len(np.asarray(queries))
+
+    def _search(
+        self, queries: npt.ArrayLike, k: int, n_excluded: int
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
         """The k most similar vectors of each query: (similarities float32, ids int64), (queries, k)."""
-        k = check_k(k)
         unit = normalise(queries, self.dim, "queries")
-        self._check_not_empty()
+        self.last_candidates = np.full(len(unit), self.ntotal, dtype=np.int64)
         n, kk = self.ntotal, min(k, self.ntotal)
         rows_parts, positions_parts = [], []
         block = max(1, min(256, _PRODUCT_AREA // n))
@@ -165,9 +175,9 @@ class CosineIndex:
         self, queries: npt.ArrayLike, candidate_positions: npt.ArrayLike, k: int
     ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
         """As `search_subset`, with positions in `ids` (0..ntotal-1, -1 = none) instead of ids."""
-        k = check_k(k)
-        unit = normalise(queries, self.dim, "queries")
         self._check_not_empty()
+        k = min(check_k(k), self.ntotal)
+        unit = normalise(queries, self.dim, "queries")
         positions = np.asarray(candidate_positions)
         if positions.ndim != 2 or positions.dtype.kind not in "iu" or len(positions) != len(unit):
             raise SemretError(
@@ -193,7 +203,7 @@ class CosineIndex:
         """Re-rank flat candidate pairs: candidate ``positions[i]`` belongs to query ``rows[i]``
         (unit queries; each pair at most once). The k best per query, padded, ties by id."""
         order = np.lexsort((positions, rows))
-        return self._top_k(unit_queries, rows[order], positions[order], check_k(k))
+        return self._top_k(unit_queries, rows[order], positions[order], min(check_k(k), max(1, self.ntotal)))
 
     # --- helpers -------------------------------------------------------------------------------
 

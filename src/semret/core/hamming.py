@@ -1,7 +1,7 @@
 """`HammingIndex`: exact Hamming k-nearest-neighbour search over packed binary codes.
 
 FAISS-like: ``add(ids, packed_codes)``, ``search(packed_queries, k) -> (distances, ids)``, batch
-first, numpy in and out. Codes are packed as `semret.hashing.codes.pack_codes` packs them.
+first, numpy in and out. Codes are packed as `semret.core.codes.pack_codes` packs them.
 
 Tie order. Results are sorted by (distance, id): among codes at the same distance the smallest
 ids come first, also at the k-th place, so the result is fully deterministic.
@@ -13,11 +13,9 @@ return and in what order; the distances per row are always the same multiset. (f
 is a property of its implementation, not a documented guarantee; its ``use_heap = False``
 counting variant and ``IndexBinaryIDMap`` may order ties differently.)
 
-How it is computed: pure numpy. On 2 CPUs with 48-bit codes, k = 250 and 1,000 queries it is
-about 2.5-3x as fast as ``faiss.IndexBinaryFlat(48)`` at 10k-1M codes; against faiss on the
-same codes zero-padded to 64 bits (its fastest, 8-byte kernel) it is faster at 10k, on par at 100k
-and about 0.7x at 1M (``benchmarks/hamming_search.py``), and it gives the id tie order by
-construction rather than through faiss' internals. The index keeps its codes sorted by id, as uint64 words (a
+How it is computed: pure numpy, compared with ``faiss.IndexBinaryFlat`` side by side in
+docs/benchmarks.md (``benchmarks/hamming_search.py``); it gives the id tie order by construction
+rather than through faiss' internals. The index keeps its codes sorted by id, as uint64 words (a
 48-bit code is one word, zero-padded), so that position order is id order. Queries go in blocks
 of B; the database in chunks of C codes. For each (block x chunk): XOR by broadcasting and
 `np.bitwise_count` give a (B, C) array of small integer distances. In the first chunk the k-th
@@ -39,13 +37,12 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from semret.core.codes import check_packed, code_bytes
+from semret.core.search import MISSING_SCORE, NO_ID, SearcherBase
+from semret.core.validation import check_ids, check_k, check_optional_int, merge_sorted_ids
 from semret.errors import SemretError
-from semret.hashing.codes import check_packed, code_bytes
 
 __all__ = ["MISSING_DISTANCE", "NO_ID", "HammingIndex"]
-
-#: Id of a padding result (fewer than k codes in the index).
-NO_ID = -1
 #: Distance of a padding result (as faiss: the largest int32).
 MISSING_DISTANCE = int(np.iinfo(np.int32).max)
 
@@ -65,72 +62,22 @@ def default_threads() -> int:
         return os.cpu_count() or 1
 
 
-def check_ids(ids: npt.ArrayLike, n: int, what: str = "ids") -> npt.NDArray[np.int64]:
-    """``ids`` as a 1-d int64 array of ``n`` distinct non-negative integers, else `SemretError`."""
-    array = np.asarray(ids)
-    if array.ndim != 1:
-        raise SemretError(f"{what} must be a 1-d array, got shape {array.shape}")
-    if len(array) != n:
-        raise SemretError(f"got {len(array)} {what} for {n} rows")
-    if array.size and array.dtype.kind not in "iu":
-        raise SemretError(f"{what} must be integers, got dtype {array.dtype}")
-    if array.dtype.kind == "u" and array.size and int(array.max()) > np.iinfo(np.int64).max:
-        raise SemretError(f"{what} must fit int64")
-    result = array.astype(np.int64)
-    if result.size and int(result.min()) < 0:
-        raise SemretError(f"{what} must be >= 0 (-1 marks a missing result)")
-    ordered = np.sort(result)
-    repeated = ordered[1:][ordered[1:] == ordered[:-1]]
-    if len(repeated):
-        raise SemretError(f"duplicate {what}: {np.unique(repeated)[:5].tolist()}")
-    return result
-
-
-def check_k(k: int) -> int:
-    """``k`` as an int >= 1, else `SemretError`."""
-    if isinstance(k, bool) or not isinstance(k, int | np.integer):
-        raise SemretError(f"k must be an integer, got {k!r}")
-    if k < 1:
-        raise SemretError(f"k must be at least 1, got {k}")
-    return int(k)
-
-
-def check_absent(old_ids: npt.NDArray[np.int64], new_ids: npt.NDArray[np.int64], what: str = "ids") -> None:
-    """`SemretError` if one of ``new_ids`` is among the ascending ``old_ids``."""
-    if len(old_ids) and len(new_ids):
-        at = np.searchsorted(old_ids, new_ids)
-        inside = at < len(old_ids)
-        present = new_ids[inside][old_ids[at[inside]] == new_ids[inside]]
-        if len(present):
-            raise SemretError(f"{what} already in the index: {np.unique(present)[:5].tolist()}")
-
-
-def merge_sorted_ids(
-    old_ids: npt.NDArray[np.int64], new_ids: npt.NDArray[np.int64], what: str = "ids"
-) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64] | None]:
-    """The merged ascending ids and the order that takes [old rows, new rows] to them (None when the
-    new ids all come after the old ones and are ascending). Ids already present are an error."""
-    check_absent(old_ids, new_ids, what)
-    merged = np.concatenate([old_ids, new_ids])
-    ascending = len(new_ids) < 2 or bool(np.all(new_ids[1:] > new_ids[:-1]))
-    if ascending and (not len(old_ids) or not len(new_ids) or new_ids[0] > old_ids[-1]):
-        return merged, None
-    order = np.argsort(merged, kind="stable")
-    return merged[order], order
-
-
-class HammingIndex:
+class HammingIndex(SearcherBase):
     """Exact Hamming top-k over packed codes of ``n_bits`` bits; ties by id (ascending).
 
-    ``n_threads`` query blocks are searched in parallel (default: the CPUs this process may use).
+    `search` follows semret's search contract: scores are minus the Hamming distance (float32,
+    higher is better), `to_distance` turns them back; `search_distances` gives the int32
+    distances themselves. ``n_threads`` query blocks are searched in parallel (default: the CPUs
+    this process may use).
     """
+
+    score_name = "-hamming"
 
     def __init__(self, n_bits: int, n_threads: int | None = None) -> None:
         self.code_size = code_bytes(n_bits)
         self.n_bits = int(n_bits)
-        if n_threads is not None and (isinstance(n_threads, bool) or n_threads < 1):
-            raise SemretError(f"n_threads must be at least 1, got {n_threads!r}")
-        self.n_threads = n_threads
+        self.n_threads = check_optional_int("n_threads", n_threads, 1)
+        self.last_candidates = np.zeros(0, dtype=np.int64)
         self._n_words = (self.code_size + 7) // 8
         self._ids = np.empty(0, dtype=np.int64)
         self._words = np.empty((self._n_words, 0), dtype=np.uint64)
@@ -170,8 +117,28 @@ class HammingIndex:
 
     # --- search --------------------------------------------------------------------------------
 
-    def search(self, packed_queries: npt.ArrayLike, k: int) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.int64]]:
-        """The k nearest codes of each query: (distances int32, ids int64), each (queries, k).
+    def empty_error(self) -> SemretError:
+        return SemretError("the Hamming index is empty: add codes before searching")
+
+    def query_count(self, queries: npt.ArrayLike) -> int:
+        return len(np.asarray(queries))
+
+    def to_distance(self, scores: npt.ArrayLike) -> npt.NDArray[np.int32]:
+        """Hamming distances from contract scores (padding -inf -> 2**31 - 1)."""
+        array = np.asarray(scores)
+        return np.where(np.isfinite(array), -array, MISSING_DISTANCE).astype(np.int32)
+
+    def _search(
+        self, packed_queries: npt.ArrayLike, k: int, n_excluded: int
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+        distances, ids = self.search_distances(packed_queries, k)
+        scores = np.where(ids == NO_ID, MISSING_SCORE, -distances.astype(np.float32)).astype(np.float32)
+        return scores, ids
+
+    def search_distances(
+        self, packed_queries: npt.ArrayLike, k: int
+    ) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.int64]]:
+        """The k nearest codes of each query: (distances int32, ids int64), each (queries, min(k, ntotal)).
 
         Sorted by (distance, id). Rows are padded with distance 2**31 - 1 and id -1 when the
         index holds fewer than k codes.
@@ -186,11 +153,12 @@ class HammingIndex:
         self, packed_queries: npt.ArrayLike, k: int
     ) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.int64]]:
         """As `search`, but with positions in `ids` (ascending id order) instead of ids."""
-        k = check_k(k)
         queries = check_packed(packed_queries, self.n_bits, "queries")
         if self.ntotal == 0:
-            raise SemretError("the Hamming index is empty: add codes before searching")
+            raise self.empty_error()
+        k = min(check_k(k), self.ntotal)
         n_queries = len(queries)
+        self.last_candidates = np.full(n_queries, self.ntotal, dtype=np.int64)
         distances = np.full((n_queries, k), MISSING_DISTANCE, dtype=np.int32)
         positions = np.full((n_queries, k), NO_ID, dtype=np.int64)
         if n_queries == 0:
