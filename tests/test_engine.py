@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
 from semret.errors import DatabaseUnavailableError, SemretError
 from semret.sql.engine import (
+    connect,
     default_database_path,
     describe_url,
     make_engine,
@@ -69,3 +73,39 @@ def test_a_database_that_is_down_is_named_in_the_error() -> None:
     message = str(error.value)
     assert message.startswith("cannot connect to the database postgresql+psycopg://semret:***@127.0.0.1:9/semret")
     assert "s3cret" not in message
+
+
+def test_sqlite_waits_for_another_writer_instead_of_failing(tmp_path: Path) -> None:
+    for url, milliseconds in (
+        (f"sqlite:///{tmp_path / 'a.sqlite3'}", 60_000),
+        (f"sqlite:///{tmp_path / 'b.sqlite3'}?timeout=2", 2_000),
+    ):
+        engine = make_engine(url)
+        with connect(engine) as conn:
+            assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar_one() == milliseconds
+        engine.dispose()
+
+
+def test_transactions_taking_the_same_lock_run_one_after_the_other(database_url: str) -> None:
+    first, second = make_engine(database_url), make_engine(database_url)
+    events: list[str] = []
+    waiting = threading.Event()
+
+    def later() -> None:
+        waiting.set()
+        with connect(second, lock="test") as conn:
+            events.append("second in")
+            conn.execute(text("SELECT 1"))
+
+    with connect(first, lock="test") as conn:
+        conn.execute(text("SELECT 1"))
+        events.append("first in")
+        thread = threading.Thread(target=later)
+        thread.start()
+        waiting.wait()
+        time.sleep(0.3)
+        events.append("first out")
+    thread.join(10)
+    assert events == ["first in", "first out", "second in"]
+    for engine in (first, second):
+        engine.dispose()

@@ -4,28 +4,31 @@ PostgreSQL (where it runs inside the database with bit_count)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import astuple
 from pathlib import Path
 
 import numpy as np
 import pytest
 from sqlalchemy import Engine, func, select
 
+from semret.core.codes import pack_codes
+from semret.core.hamming import HammingIndex
 from semret.errors import SemretError
 from semret.hashing.class_embeddings import class_embeddings
-from semret.hashing.codes import pack_codes
-from semret.hashing.hamming import HammingIndex
 from semret.hashing.hasher import EncodedImages, SemanticHasher
 from semret.sql import migrations
 from semret.sql.bulk import MergeCounts
 from semret.sql.engine import make_engine
 from semret.sql.hash_store import (
     HASHES,
-    hamming_search_in_db,
+    SqlHammingSearcher,
+    StoredModel,
+    hamming_searcher,
     load_hashes,
     model_by_name,
-    register_model,
     store_hashes,
 )
+from semret.sql.hash_store import register_model as register_plain
 from semret.vision.hierarchy import ClassHierarchy
 
 from helpers import FASHION_MNIST_LABELS
@@ -53,6 +56,13 @@ def hasher(tmp_path_factory: pytest.TempPathFactory) -> tuple[SemanticHasher, Pa
     return model, path
 
 
+def register_model(engine: Engine, name: str, hasher: SemanticHasher, checkpoint: Path) -> StoredModel:
+    """The store takes plain values: the model's size, parameters and checkpoint file."""
+    return register_plain(
+        engine, name, hasher.n_bits, int(hasher.class_embeddings_.shape[1]), hasher.get_params(), checkpoint
+    )
+
+
 def random_encoded(n: int, seed: int) -> EncodedImages:
     rng = np.random.default_rng(seed)
     embeddings = rng.normal(size=(n, 10)).astype(np.float32)
@@ -66,8 +76,8 @@ def test_hashes_round_trip_and_storing_again_changes_nothing(engine: Engine, has
     ids = np.arange(100, 130)
     encoded = random_encoded(30, 1)
     labels = [NAMES[i % 10] for i in range(30)]
-    assert store_hashes(engine, model, "shop", ids, encoded, labels) == MergeCounts(30, 0, 0)
-    assert store_hashes(engine, model, "shop", ids, encoded, labels) == MergeCounts(0, 0, 0)
+    assert store_hashes(engine, model, "shop", ids, *astuple(encoded), labels) == MergeCounts(30, 0, 0)
+    assert store_hashes(engine, model, "shop", ids, *astuple(encoded), labels) == MergeCounts(0, 0, 0)
     stored = load_hashes(engine, model_by_name(engine, "fm48"), "shop")
     np.testing.assert_array_equal(stored.image_ids, ids)
     np.testing.assert_array_equal(stored.embeddings, encoded.embeddings)
@@ -79,25 +89,33 @@ def test_hamming_top_k_in_the_database_equals_memory(engine: Engine, hasher: tup
     model = register_model(engine, "fm48", *hasher)
     ids = np.random.default_rng(3).choice(10_000, size=200, replace=False)
     encoded = random_encoded(200, 2)
-    store_hashes(engine, model, "shop", ids, encoded)
+    store_hashes(engine, model, "shop", ids, *astuple(encoded))
     index = HammingIndex(48)
     index.add(ids, encoded.codes)
+    searcher = hamming_searcher(engine, model, "shop")
+    assert searcher.backend == ("postgresql" if engine.dialect.name == "postgresql" else "memory")
+    assert isinstance(searcher, SqlHammingSearcher) == (engine.dialect.name == "postgresql")
+    assert searcher.ntotal == 200
     for row in range(10):
         query_id = int(ids[row])
-        distances, found = hamming_search_in_db(engine, model, "shop", encoded.codes[row], 12, exclude=query_id)
-        expected_distances, expected_ids = index.search(encoded.codes[row : row + 1], 13)
+        scores, found = searcher.search(encoded.codes[row : row + 1], 12, exclude_ids=[query_id])
+        expected_distances, expected_ids = index.search_distances(encoded.codes[row : row + 1], 13)
         keep = expected_ids[0] != query_id
-        np.testing.assert_array_equal(found, expected_ids[0][keep][:12])
-        np.testing.assert_array_equal(distances, expected_distances[0][keep][:12])
-    padded_distances, padded = hamming_search_in_db(engine, model, "shop", encoded.codes[0], 250, exclude=None)
-    assert (padded[200:] == -1).all() and (padded_distances[200:] == np.iinfo(np.int32).max).all()
+        np.testing.assert_array_equal(found[0], expected_ids[0][keep][:12])
+        np.testing.assert_array_equal(searcher.to_distance(scores)[0], expected_distances[0][keep][:12])
+    # a batch at once equals the in-memory index, with k bounded by the collection
+    scores, found = searcher.search(encoded.codes[:5], 10**12)
+    expected_scores, expected_ids = index.search(encoded.codes[:5], 10**12)
+    assert found.shape == (5, 200)
+    np.testing.assert_array_equal(found, expected_ids)
+    np.testing.assert_array_equal(scores, expected_scores)
 
 
 def test_a_new_checkpoint_under_the_same_name_drops_the_old_codes(
     engine: Engine, hasher: tuple, tmp_path: Path
 ) -> None:
     model = register_model(engine, "fm48", *hasher)
-    store_hashes(engine, model, "shop", np.arange(5), random_encoded(5, 4))
+    store_hashes(engine, model, "shop", np.arange(5), *astuple(random_encoded(5, 4)))
     retrained = tmp_path / "retrained.pt"
     retrained.write_bytes(hasher[1].read_bytes() + b"")
     assert register_model(engine, "fm48", hasher[0], retrained).id == model.id  # same file: codes stay
@@ -118,8 +136,8 @@ def test_errors_name_what_is_missing(engine: Engine, hasher: tuple) -> None:
     model = register_model(engine, "fm48", *hasher)
     with pytest.raises(SemretError, match="unknown collection 'shop'"):
         load_hashes(engine, model, "shop")
-    store_hashes(engine, model, "shop", np.arange(3), random_encoded(3, 5))
+    store_hashes(engine, model, "shop", np.arange(3), *astuple(random_encoded(3, 5)))
     with pytest.raises(SemretError, match="3 image ids but 2 encoded images"):
-        store_hashes(engine, model, "shop", np.arange(3), random_encoded(2, 5))
+        store_hashes(engine, model, "shop", np.arange(3), *astuple(random_encoded(2, 5)))
     with pytest.raises(SemretError, match="k must be at least 1"):
-        hamming_search_in_db(engine, model, "shop", random_encoded(1, 6).codes[0], 0, None)
+        hamming_searcher(engine, model, "shop").search(random_encoded(1, 6).codes, 0)

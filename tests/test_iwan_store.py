@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 from sqlalchemy import Engine, func, select
 
+from semret.app.iwan import link_predictions
 from semret.errors import SemretError
 from semret.iwan.graph import IwanSettings
-from semret.iwan.links import Predictions, link_predictions, ranked_words_from_probabilities, read_predictions
+from semret.iwan.links import Predictions, ranked_words_from_probabilities, read_predictions
 from semret.iwan.norms import find_norms_files, read_norms_file
 from semret.iwan.reference import ReferenceIwan
 from semret.sql import migrations
@@ -75,9 +76,12 @@ def test_a_hand_computed_query_in_memory_and_in_sql(engine: Engine) -> None:
     expected = [(2, min(fruit + 1 / 0.5, orange + 1 / 0.25)), (4, apple + 1 / 0.8), (1, red + 1 / 0.9)]
     assert pear == 1.0
     for ranker in (None, SqlImageRanker(engine, load_iwan(engine, "fruit", with_images=False))):
-        distances, ids = stored.index.search([query], k=4, ranker=ranker)
+        stored.index.ranker = ranker
+        scores, ids = stored.index.search([query], 4)
+        distances = stored.index.to_distance(scores)
         assert ids.tolist() == [[2, 4, 1, -1]]
         np.testing.assert_allclose(distances[0, :3], [d for _, d in expected], rtol=1e-12)
+    stored.index.ranker = None
     path = stored.index.explain(query, 1)
     assert [step.name for step in path] == ["query", "PEAR", "APPLE", "RED", "1 (red thing)"]
 
@@ -95,10 +99,13 @@ def test_sql_ranking_equals_memory_and_networkx_on_random_images(engine: Engine)
         stored = load_iwan(engine, "random")
         queries = [image_query(engine, stored, int(i)) for i in ids[:15]]
         excluded = [int(i) for i in ids[:15]]
-        memory = stored.index.search(queries, k=8, exclude=excluded)
+        scores, found = stored.index.search(queries, 8, exclude_ids=excluded)
+        memory = (stored.index.to_distance(scores), found)
         reference = ReferenceIwan(stored.index).search(queries, k=8, exclude=excluded)
-        ranker = SqlImageRanker(engine, load_iwan(engine, "random", with_images=False))
-        in_sql = stored.index.search(queries, k=8, exclude=excluded, ranker=ranker)
+        stored.index.ranker = SqlImageRanker(engine, load_iwan(engine, "random", with_images=False))
+        scores, found = stored.index.search(queries, 8, exclude_ids=excluded)
+        in_sql = (stored.index.to_distance(scores), found)
+        stored.index.ranker = None
         for got in (reference, in_sql):
             np.testing.assert_array_equal(got[1], memory[1])
             np.testing.assert_array_equal(got[0], memory[0])
@@ -203,7 +210,7 @@ def test_link_predictions_maps_labels_and_stores_everything(engine: Engine, tmp_
     )
     predictions = read_predictions(path)
     assert predictions.labels == ["apple", "hot_dog"]
-    report = link_predictions(engine, "snacks", predictions)
+    report = link_predictions(engine, "snacks", predictions, create=True)
     assert {lw.label: lw.words for lw in report.vocabulary.mapping.values()} == {
         "apple": ("APPLE",),
         "pears": ("PEAR",),
@@ -212,7 +219,37 @@ def test_link_predictions_maps_labels_and_stores_everything(engine: Engine, tmp_
     assert report.images == MergeCounts(2, 0, 0) and report.image_words.inserted == 6
     unmappable = Predictions(np.array([1]), np.array([[1.0]]), ["zebra"], [None])
     with pytest.raises(SemretError, match="zebra"):
-        link_predictions(engine, "zoo", unmappable)
+        link_predictions(engine, "zoo", unmappable, create=True)
     np.savez(tmp_path / "bad.npz", image_ids=np.array([1]))
     with pytest.raises(SemretError, match="no array 'probabilities'"):
         read_predictions(tmp_path / "bad.npz")
+
+
+def test_sql_ranking_is_exact_for_any_word_distances(engine: Engine) -> None:
+    """The word distances reach the database bit for bit (SQLite too, whose text-to-number
+    conversion is not always exact): the same distances and tie order as in memory, for distances
+    with full 53-bit mantissas, tiny and huge ones, zeros, ties and unreached words."""
+    words = ["APPLE", "RED", "ORANGE", "FRUIT", "PEAR", "BUN", "HOT DOGS", "POOL", "STICK", "B", "911"]
+    rng = np.random.default_rng(11)
+    ids = rng.choice(1_000, size=40, replace=False)
+    chosen = [list(rng.choice(words, size=rng.integers(1, 4), replace=False)) for _ in ids]
+    strengths = [list(rng.choice([0.25, 0.5, 1.0, 0.3, 0.7], size=len(c))) for c in chosen]
+    store_images(engine, "random", ids)
+    store_image_words(engine, "random", RankedWords(ids, chosen, strengths))
+    build_iwan_graph(engine, "random", IwanSettings())
+    stored = load_iwan(engine, "random")
+    ranker = SqlImageRanker(engine, load_iwan(engine, "random", with_images=False))
+    assert ranker.ntotal == len(stored.index.image_ids) == len(ids)
+    n_words = len(stored.word_ids)
+    special = np.array([0.0, 1e-30, 2.0**-70 * 3, 1e15, 2.0**60 + 2.0**8, 1 / 3, np.pi, np.inf])
+    for trial in range(25):
+        word_distances = rng.exponential(5.0, size=n_words) * rng.choice([1.0, 1e-6, 1e6], size=n_words)
+        if trial % 3 == 0:
+            word_distances = np.round(word_distances)  # ties
+        word_distances[rng.choice(n_words, size=4, replace=False)] = rng.choice(special, size=4)
+        word_distances[rng.random(n_words) < 0.2] = np.inf
+        for exclude in (None, int(ids[trial])):
+            got = ranker(word_distances, 12, exclude)
+            expected = stored.index(word_distances, 12, exclude)
+            np.testing.assert_array_equal(got[1], expected[1])
+            np.testing.assert_array_equal(got[0], expected[0])

@@ -4,15 +4,19 @@ all-or-nothing failures, and the word look-ups."""
 from __future__ import annotations
 
 import shutil
+import threading
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, select
 
 from semret.errors import NormsFormatError, SchemaNotCurrentError, SemretError, UnknownWordError
-from semret.iwan.norms import VALUE_NAMES, NormsFile, find_norms_files, read_norms_file
-from semret.sql import bulk, migrations
+from semret.iwan.norms import VALUE_NAMES, NormsFile, find_norms_files, read_norms_file, sample_norms_dir
+from semret.sql import bulk, migrations, norms_store
 from semret.sql.engine import make_engine
 from semret.sql.norms_store import PAIRS, SOURCES, WORDS, NormsStats, load_norms, norms_stats, word_associates
 
@@ -166,3 +170,36 @@ def test_unknown_words_get_suggestions(engine: Engine) -> None:
         word_associates(engine, "appel")
     assert error.value.suggestions[0] == "APPLE"
     assert "did you mean APPLE" in str(error.value)
+
+
+def test_concurrent_loads_both_succeed_with_exact_data(database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two loads of the same files at once (two engines, as two processes would have): the second
+    waits for the first, then finds the files unchanged; the data is that of one load."""
+    first = make_engine(database_url)
+    migrations.upgrade(first)
+    second = make_engine(database_url)
+    files = [read_norms_file(p) for p in find_norms_files([sample_norms_dir()])]
+    merge = norms_store.stage_and_merge
+
+    def slow_merge(*args: Any, **kwargs: Any) -> bulk.MergeCounts:
+        time.sleep(0.5)  # both loads are under way at once, whatever the thread scheduling
+        return merge(*args, **kwargs)
+
+    monkeypatch.setattr(norms_store, "stage_and_merge", slow_merge)
+    start = threading.Barrier(2)
+
+    def load(engine: Engine) -> norms_store.NormsLoadReport:
+        start.wait()
+        return load_norms(engine, files)
+
+    with ThreadPoolExecutor(2) as pool:
+        reports = [future.result() for future in [pool.submit(load, first), pool.submit(load, second)]]
+    statuses = sorted(tuple(s.status for s in report.sources) for report in reports)
+    assert statuses == [("loaded",) * len(files), ("unchanged",) * len(files)]
+    pairs = sum(len(f.records) for f in files)
+    assert sum(report.pairs_inserted for report in reports) == pairs
+    words = {w for f in files for r in f.records for w in (r.cue, r.target)}
+    stats = norms_stats(first)
+    assert (stats.pairs, stats.words, stats.sources) == (pairs, len(words), len(files))
+    for engine in (first, second):
+        engine.dispose()

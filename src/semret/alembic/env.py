@@ -3,7 +3,8 @@
 semret runs migrations programmatically (`semret.sql.migrations`), handing over an open connection
 in ``config.attributes["connection"]``; the ``alembic`` command line gets its database from
 ``SEMRET_DATABASE_URL`` or the embedded default. SQLite migrations use batch mode, since SQLite
-cannot alter most of a table in place.
+cannot alter most of a table in place; they run on a `migration_connection`, without foreign key
+enforcement, or rebuilding a table would cascade-delete the rows that reference it.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Connection
 
-from semret.sql.engine import connect, make_engine, resolve_database_url
+from semret.sql.engine import make_engine, migration_connection, resolve_database_url
 from semret.sql.models import Base
 
 config = context.config
@@ -41,14 +42,15 @@ def run_migrations_offline() -> None:
 
 
 def run_migrations_online() -> None:
-    """Migrate through the connection semret handed over, or a new one to the resolved database."""
+    """Migrate through the connection semret handed over (a `migration_connection`), or a new one
+    to the resolved database."""
     connection = config.attributes.get("connection")
     if connection is not None:
         _run(connection)
         return
     engine = make_engine()
     try:
-        with connect(engine) as new_connection:
+        with migration_connection(engine) as new_connection:
             _run(new_connection)
     finally:
         engine.dispose()

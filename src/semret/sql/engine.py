@@ -7,13 +7,14 @@ PostgreSQL goes through psycopg 3: ``postgresql://`` URLs are rewritten to ``pos
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import platformdirs
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 
@@ -22,6 +23,8 @@ from semret.errors import DatabaseUnavailableError, SemretError
 DATABASE_URL_ENV = "SEMRET_DATABASE_URL"
 DEFAULT_DATABASE_FILE = "semret.sqlite3"
 CONNECT_TIMEOUT_SECONDS = 10
+#: How long a SQLite connection waits for another writer's lock before "database is locked".
+SQLITE_BUSY_TIMEOUT_SECONDS = 60
 
 
 def default_database_path() -> Path:
@@ -72,33 +75,98 @@ def _enable_sqlite_foreign_keys(dbapi_connection, _record) -> None:  # type: ign
 def make_engine(url: str | URL | None = None) -> Engine:
     """An engine for ``url`` (resolved as in `resolve_database_url`).
 
-    A SQLite file's folder is created on first use; SQLite enforces foreign keys. PostgreSQL
-    connections time out after 10 s so that a server that is down gives an error, not a hang.
+    A SQLite file's folder is created on first use; SQLite enforces foreign keys and waits up to
+    60 s for another writer (unless the URL sets ``timeout``). PostgreSQL connections time out
+    after 10 s so that a server that is down gives an error, not a hang.
     """
     parsed = resolve_database_url(url)
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database
         if database and database != ":memory:" and not database.startswith("file:"):
             Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(parsed)
+        busy = {} if "timeout" in parsed.query else {"timeout": SQLITE_BUSY_TIMEOUT_SECONDS}
+        engine = create_engine(parsed, connect_args=busy)
         event.listen(engine, "connect", _enable_sqlite_foreign_keys)
         return engine
     connect_args = {} if "connect_timeout" in parsed.query else {"connect_timeout": CONNECT_TIMEOUT_SECONDS}
     return create_engine(parsed, pool_pre_ping=True, connect_args=connect_args)
 
 
+def _open(engine: Engine) -> Connection:
+    try:
+        return engine.connect()
+    except DBAPIError as exc:
+        raise database_unavailable(engine, exc) from exc
+
+
 @contextmanager
-def connect(engine: Engine) -> Iterator[Connection]:
+def connect(engine: Engine, *, lock: str | None = None) -> Iterator[Connection]:
     """A connection inside one transaction (committed on success, rolled back on error).
+
+    With ``lock``, the transaction first waits for every other transaction that took the same
+    lock to end, so that such writers run one after the other: on PostgreSQL a transaction-level
+    advisory lock named by ``lock``; on SQLite the database's write lock (``BEGIN IMMEDIATE``,
+    waiting up to the busy timeout), which serialises every writer.
 
     A database that cannot be reached is reported as `DatabaseUnavailableError` naming it.
     """
-    try:
-        conn = engine.connect()
-    except DBAPIError as exc:
-        raise database_unavailable(engine, exc) from exc
+    conn = _open(engine)
     with conn, conn.begin():
+        if lock is not None:
+            _take_lock(conn, lock)
         yield conn
+
+
+def advisory_lock_key(name: str) -> int:
+    """The PostgreSQL advisory lock key (a signed 64-bit integer) of semret's lock ``name``."""
+    digest = hashlib.blake2b(f"semret:{name}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def _take_lock(conn: Connection, name: str) -> None:
+    if conn.dialect.name == "sqlite":
+        # pysqlite would begin the transaction only at the first write, after the reads a writer
+        # bases its writes on; taking the write lock now makes a second writer wait here instead.
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+    elif conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": advisory_lock_key(name)})
+
+
+@contextmanager
+def migration_connection(engine: Engine) -> Iterator[Connection]:
+    """A connection inside one transaction for running migrations (`connect` elsewhere).
+
+    On SQLite the whole migration is one real transaction (pysqlite alone would run DDL outside
+    one), and foreign keys are not enforced while it runs: batch mode rebuilds a table by copying
+    it, dropping the original and renaming the copy, and with enforcement on, dropping the
+    original would fire ``ON DELETE CASCADE`` and delete every row that references it. The
+    foreign keys are checked before the commit instead, and enforced again afterwards.
+    ``PRAGMA foreign_keys`` does nothing inside a transaction, so it is set before it begins.
+    """
+    if engine.dialect.name != "sqlite":
+        with connect(engine) as conn:
+            yield conn
+        return
+    conn = _open(engine)
+    with conn:
+        driver = conn.connection.driver_connection
+        assert driver is not None
+        driver.execute("PRAGMA foreign_keys=OFF")
+        try:
+            if driver.execute("PRAGMA foreign_keys").fetchone()[0]:
+                raise SemretError(f"cannot turn off foreign keys of {describe_url(engine.url)} to migrate it")
+            with conn.begin():
+                conn.exec_driver_sql("BEGIN")
+                yield conn
+                violations = conn.exec_driver_sql("PRAGMA foreign_key_check").all()
+                if violations:
+                    where = ", ".join(sorted({f"{row[0]} -> {row[2]}" for row in violations}))
+                    raise SemretError(f"the migration would break foreign keys ({where}); nothing was changed")
+        finally:
+            try:
+                driver.execute("PRAGMA foreign_keys=ON")
+            except Exception:  # a broken connection is discarded, not pooled without them
+                conn.invalidate()
 
 
 def database_unavailable(engine: Engine, exc: BaseException) -> DatabaseUnavailableError:

@@ -1,36 +1,36 @@
 """Semantic hash models and their per-image embeddings and codes in the store.
 
-Writes are bulk, transactional and idempotent (staged merges). Hamming top-k runs inside
-PostgreSQL with ``bit_count`` over the codes (for codes of at most 64 bits, kept as BIGINT);
-SQLite has no such function, so there the same search runs in memory on the stored codes, with
-the same results and tie order (by image id).
+Plain values in and out (a model's size and parameters, arrays of ids, embeddings and codes).
+Writes are bulk, transactional and idempotent (staged merges). `hamming_searcher` is the one
+place that chooses where a stored collection's codes are searched: inside PostgreSQL with
+``bit_count`` over the codes (`SqlHammingSearcher`, for codes of at most 64 bits, kept as BIGINT),
+else (SQLite has no such function) in memory on the stored codes (`HammingIndex`), with the same
+results and tie order (by image id), behind semret's one search contract.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import BigInteger, Engine, Table, cast, delete, func, insert, literal, select, update
+from sqlalchemy import BigInteger, Engine, Table, bindparam, cast, delete, func, insert, select, update
 from sqlalchemy.dialects.postgresql import BIT
 
+from semret.core.codes import check_packed, codes_to_int64
+from semret.core.hamming import MISSING_DISTANCE, HammingIndex
+from semret.core.search import MISSING_SCORE, NO_ID, SearcherBase
 from semret.errors import SemretError
-from semret.hashing.codes import codes_to_int64
-from semret.hashing.hamming import NO_ID, HammingIndex
 from semret.sql.bulk import MergeCounts, stage_and_merge
 from semret.sql.engine import connect
 from semret.sql.images_store import IMAGES, check_image_ids, collection_id, store_images
 from semret.sql.migrations import require_current_schema
 from semret.sql.models import HashModel, ImageHash
-
-if TYPE_CHECKING:  # torch is slow to import: the hasher is only a type here
-    from semret.hashing.hasher import EncodedImages, SemanticHasher
 
 MODELS: Table = HashModel.__table__  # type: ignore[assignment]
 HASHES: Table = ImageHash.__table__  # type: ignore[assignment]
@@ -48,15 +48,18 @@ class StoredModel:
     checkpoint_sha256: str
 
 
-def register_model(engine: Engine, name: str, hasher: SemanticHasher, checkpoint: str | Path) -> StoredModel:
-    """Record a trained model under ``name``. If the name is known with another checkpoint, its
-    stored codes are deleted: they were made by other weights."""
+def register_model(
+    engine: Engine, name: str, n_bits: int, embedding_dim: int, params: dict[str, Any], checkpoint: str | Path
+) -> StoredModel:
+    """Record a trained model (its code length, embedding size, parameters and checkpoint file)
+    under ``name``. If the name is known with another checkpoint, its stored codes are deleted:
+    they were made by other weights."""
     require_current_schema(engine)
     digest = hashlib.sha256(Path(checkpoint).read_bytes()).hexdigest()
     values = {
-        "n_bits": hasher.config.n_bits,
-        "embedding_dim": int(hasher.class_embeddings_.shape[1]),
-        "config": json.dumps(asdict(hasher.config), sort_keys=True),
+        "n_bits": int(n_bits),
+        "embedding_dim": int(embedding_dim),
+        "config": json.dumps(params, sort_keys=True),
         "checkpoint_sha256": digest,
     }
     with connect(engine) as conn:
@@ -87,28 +90,27 @@ def store_hashes(
     model: StoredModel,
     collection: str,
     image_ids: npt.ArrayLike,
-    encoded: EncodedImages,
+    embeddings: npt.NDArray[np.float32],
+    codes: npt.NDArray[np.uint8],
     labels: list[str | None] | None = None,
 ) -> MergeCounts:
-    """Store each image's embedding and code under ``model`` (adding the images to the collection)."""
+    """Store each image's embedding and packed code under ``model`` (adding the images to the collection)."""
     ids = check_image_ids(image_ids)
-    if len(encoded.embeddings) != len(ids) or len(encoded.codes) != len(ids):
-        raise SemretError(f"{len(ids)} image ids but {len(encoded.embeddings)} encoded images")
-    if encoded.embeddings.shape[1] != model.embedding_dim:
-        raise SemretError(
-            f"embeddings have {encoded.embeddings.shape[1]} dims, model {model.name} has {model.embedding_dim}"
-        )
+    if len(embeddings) != len(ids) or len(codes) != len(ids):
+        raise SemretError(f"{len(ids)} image ids but {len(embeddings)} encoded images")
+    if embeddings.shape[1] != model.embedding_dim:
+        raise SemretError(f"embeddings have {embeddings.shape[1]} dims, model {model.name} has {model.embedding_dim}")
     store_images(engine, collection, ids, labels)
-    code_ints = codes_to_int64(encoded.codes, model.n_bits) if model.n_bits <= MAX_SQL_BITS else None
+    code_ints = codes_to_int64(codes, model.n_bits) if model.n_bits <= MAX_SQL_BITS else None
     with connect(engine) as conn:
         owner = collection_id(conn, collection)
         keys = dict(conn.execute(select(IMAGES.c.image_id, IMAGES.c.id).where(IMAGES.c.collection_id == owner)).all())
-        embeddings = np.ascontiguousarray(encoded.embeddings, dtype=np.float32)
+        embeddings = np.ascontiguousarray(embeddings, dtype=np.float32)
         rows = (
             (
                 model.id,
                 keys[int(image)],
-                encoded.codes[i].tobytes(),
+                codes[i].tobytes(),
                 int(code_ints[i]) if code_ints is not None else None,
                 embeddings[i].tobytes(),
             )
@@ -149,42 +151,79 @@ def load_hashes(engine: Engine, model: StoredModel, collection: str) -> StoredHa
     )
 
 
-def hamming_search_in_db(
-    engine: Engine, model: StoredModel, collection: str, query_code: npt.NDArray[np.uint8], k: int, exclude: int | None
-) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-    """The k images of ``collection`` nearest in Hamming distance to ``query_code``: (distances,
-    image ids), ties by id. Inside PostgreSQL with bit_count; on SQLite (or codes over 64 bits)
-    the same search in memory."""
-    if k < 1:
-        raise SemretError(f"k must be at least 1, got {k}")
-    if engine.dialect.name != "postgresql" or model.n_bits > MAX_SQL_BITS:
-        stored = load_hashes(engine, model, collection)
-        keep = stored.image_ids != exclude if exclude is not None else np.ones(len(stored.image_ids), dtype=bool)
-        index = HammingIndex(model.n_bits)
-        index.add(stored.image_ids[keep], stored.codes[keep])
-        near, nearest = index.search(query_code.reshape(1, -1), k)
-        return np.asarray(near[0], dtype=np.int64), np.asarray(nearest[0], dtype=np.int64)
-    query_int = int(codes_to_int64(query_code.reshape(1, -1), model.n_bits)[0])
-    distance = func.bit_count(cast(HASHES.c.code_int.op("#")(literal(query_int, BigInteger)), BIT(64))).label("d")
-    statement = (
-        select(IMAGES.c.image_id, distance)
-        .join(HASHES, HASHES.c.image_key == IMAGES.c.id)
-        .where(IMAGES.c.collection_id == collection_id_of(engine, collection), HASHES.c.model_id == model.id)
-        .order_by(distance, IMAGES.c.image_id)
-        .limit(k)
-    )
-    if exclude is not None:
-        statement = statement.where(IMAGES.c.image_id != exclude)
-    with connect(engine) as conn:
-        found = conn.execute(statement).all()
-    distances = np.full(k, int(np.iinfo(np.int32).max), dtype=np.int64)  # padding as in HammingIndex
-    ids = np.full(k, NO_ID, dtype=np.int64)
-    for i, (image_id, d) in enumerate(found):
-        ids[i], distances[i] = image_id, d
-    return distances, ids
+class SqlHammingSearcher(SearcherBase):
+    """Hamming top-k of a stored collection's codes under one model, inside PostgreSQL: one
+    statement per query (``bit_count`` of the XOR with the BIGINT codes, ORDER BY distance, image
+    id, LIMIT k), all queries of a batch on one connection. Scores are minus the distances."""
+
+    score_name = "-hamming"
+    backend = "postgresql"
+
+    def __init__(self, engine: Engine, model: StoredModel, collection: str) -> None:
+        if engine.dialect.name != "postgresql" or model.n_bits > MAX_SQL_BITS:
+            raise SemretError(f"Hamming search in SQL needs PostgreSQL and codes of at most {MAX_SQL_BITS} bits")
+        self.engine, self.model, self.collection = engine, model, collection
+        self.last_candidates = np.zeros(0, dtype=np.int64)
+        with connect(engine) as conn:
+            self._collection_id = collection_id(conn, collection)
+            self._ntotal = int(
+                conn.execute(
+                    select(func.count())
+                    .select_from(HASHES)
+                    .join(IMAGES, HASHES.c.image_key == IMAGES.c.id)
+                    .where(IMAGES.c.collection_id == self._collection_id, HASHES.c.model_id == model.id)
+                ).scalar_one()
+            )
+
+    @property
+    def ntotal(self) -> int:
+        return self._ntotal
+
+    def empty_error(self) -> SemretError:
+        return SemretError(
+            f"collection {self.collection!r} has no codes of model {self.model.name!r}: run `semret hash encode`"
+        )
+
+    def query_count(self, queries: npt.ArrayLike) -> int:
+        return len(np.asarray(queries))
+
+    def to_distance(self, scores: npt.ArrayLike) -> npt.NDArray[np.int32]:
+        array = np.asarray(scores)
+        return np.where(np.isfinite(array), -array, MISSING_DISTANCE).astype(np.int32)
+
+    def _search(
+        self, queries: npt.ArrayLike, k: int, n_excluded: int
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+        codes = check_packed(queries, self.model.n_bits, "query codes")
+        query_ints = codes_to_int64(codes, self.model.n_bits)
+        code = bindparam("code", type_=BigInteger)
+        distance = func.bit_count(cast(HASHES.c.code_int.op("#")(code), BIT(64))).label("d")
+        statement = (
+            select(IMAGES.c.image_id, distance)
+            .join(HASHES, HASHES.c.image_key == IMAGES.c.id)
+            .where(IMAGES.c.collection_id == self._collection_id, HASHES.c.model_id == self.model.id)
+            .order_by(distance, IMAGES.c.image_id)
+            .limit(k)
+        )
+        scores = np.full((len(codes), k), MISSING_SCORE, dtype=np.float32)
+        ids = np.full((len(codes), k), NO_ID, dtype=np.int64)
+        with connect(self.engine) as conn:
+            for row, value in enumerate(query_ints.tolist()):
+                found = conn.execute(statement, {"code": value}).all()
+                if found:
+                    ids[row, : len(found)] = [image_id for image_id, _ in found]
+                    scores[row, : len(found)] = [-float(d) for _, d in found]
+        self.last_candidates = np.full(len(codes), self._ntotal, dtype=np.int64)
+        return scores, ids
 
 
-def collection_id_of(engine: Engine, collection: str) -> int:
-    """The id of a collection (an error lists the known ones)."""
-    with connect(engine) as conn:
-        return collection_id(conn, collection)
+def hamming_searcher(engine: Engine, model: StoredModel, collection: str) -> SearcherBase:
+    """The Hamming searcher of a stored collection: in PostgreSQL where it can run there
+    (`SqlHammingSearcher`), else a `HammingIndex` over the stored codes read once. Both follow the
+    search contract and give the same results; ``backend`` says which one it is."""
+    if engine.dialect.name == "postgresql" and model.n_bits <= MAX_SQL_BITS:
+        return SqlHammingSearcher(engine, model, collection)
+    stored = load_hashes(engine, model, collection)
+    index = HammingIndex(model.n_bits)
+    index.add(stored.image_ids, stored.codes)
+    return index

@@ -16,6 +16,7 @@ import numpy.typing as npt
 from sqlalchemy import Connection, Engine, Table, delete, func, insert, select, update
 
 from semret.errors import SemretError
+from semret.iwan.links import RankedWords
 from semret.sql.bulk import MergeCounts, bulk_insert, stage_and_merge
 from semret.sql.engine import connect
 from semret.sql.migrations import require_current_schema
@@ -143,15 +144,6 @@ def import_image_set(engine: Engine, collection: str, images: ImageSet) -> Merge
         return _merge_images(conn, owner, ids, columns)
 
 
-@dataclass(frozen=True)
-class RankedWords:
-    """Each image's words, best first: ``words[i]`` and ``strengths[i]`` belong to ``image_ids[i]``."""
-
-    image_ids: npt.NDArray[np.int64]
-    words: list[list[str]]
-    strengths: list[list[float]]
-
-
 def store_image_words(engine: Engine, collection: str, ranked: RankedWords) -> MergeCounts:
     """Store each image's ranked words (replacing what the image had); the images must exist.
 
@@ -242,3 +234,44 @@ def list_collections(engine: Engine) -> list[CollectionSummary]:
     return [
         CollectionSummary(name, int(n), int(w), dataset, splits.get(owner, {})) for owner, name, dataset, n, w in rows
     ]
+
+
+def has_collection(engine: Engine, name: str) -> bool:
+    """Whether a collection called ``name`` exists."""
+    require_current_schema(engine)
+    with connect(engine) as conn:
+        return conn.execute(select(COLLECTIONS.c.id).where(COLLECTIONS.c.name == name)).scalar() is not None
+
+
+@dataclass(frozen=True)
+class CollectionImages:
+    """A collection's images in id order (row i of each list belongs to ``image_ids[i]``) and the
+    dataset it was imported from (None when its images were stored some other way)."""
+
+    name: str
+    dataset: str | None
+    image_ids: npt.NDArray[np.int64]
+    labels: list[str | None]
+    splits: list[str | None]
+    sources: list[str | None]
+
+
+def collection_images(engine: Engine, name: str) -> CollectionImages:
+    """Every image of an existing collection: id, label, split and source."""
+    require_current_schema(engine)
+    with connect(engine) as conn:
+        owner = collection_id(conn, name)
+        dataset = conn.execute(select(COLLECTIONS.c.dataset).where(COLLECTIONS.c.id == owner)).scalar()
+        rows = conn.execute(
+            select(IMAGES.c.image_id, IMAGES.c.label, IMAGES.c.split, IMAGES.c.source)
+            .where(IMAGES.c.collection_id == owner)
+            .order_by(IMAGES.c.image_id)
+        ).all()
+    return CollectionImages(
+        name,
+        dataset,
+        np.array([row[0] for row in rows], dtype=np.int64),
+        [row[1] for row in rows],
+        [row[2] for row in rows],
+        [row[3] for row in rows],
+    )

@@ -3,13 +3,15 @@ collection's images inside the database.
 
 `build_iwan_graph` snapshots the word -> word edges (top-WWK of the loaded norms) with the
 graph's settings; the image -> word links are the collection's stored image words of rank
-<= top-IWK. `SqlImageRanker` ranks images with one SQL query (word distances passed in through a
-staging table; GROUP BY image, ORDER BY distance, image id, LIMIT k), so collections too large for
-memory can be ranked in the database, with the same results as in memory.
+<= top-IWK. `SqlImageRanker` ranks images with one SQL query (the word distances passed in as
+parameters of the query; GROUP BY image, ORDER BY distance, image id, LIMIT k), so collections too
+large for memory can be ranked in the database, with the same results as in memory.
 """
 
 from __future__ import annotations
 
+import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -17,24 +19,38 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import Column, Engine, Float, Integer, Select, Table, cast, delete, func, insert, literal, select
+from sqlalchemy import (
+    ColumnElement,
+    Engine,
+    Float,
+    FromClause,
+    Integer,
+    Select,
+    String,
+    Table,
+    bindparam,
+    cast,
+    column,
+    delete,
+    func,
+    insert,
+    literal,
+    select,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.expression import Join
 
 from semret.errors import SemretError
 from semret.iwan.graph import IwanSettings, WordEdges, select_word_edges
 from semret.iwan.index import NO_IMAGE, IwanIndex, WeightedWords
-from semret.sql.bulk import analyse, bulk_insert, temporary_table
+from semret.sql.bulk import bulk_insert
 from semret.sql.engine import connect
 from semret.sql.images_store import COLLECTIONS, IMAGE_WORDS, IMAGES, collection_id
 from semret.sql.migrations import require_current_schema
 from semret.sql.models import IwanGraph, IwanWordEdge, NormPair, Word
 
 GRAPHS: Table = IwanGraph.__table__  # type: ignore[assignment]
-#: The staging table of one query's word distances (temporary: each connection has its own).
-WORD_DISTANCES = temporary_table(
-    "semret_word_distances",
-    [Column("word_id", Integer, nullable=False), Column("distance", Float, nullable=False)],
-    ("word_id",),
-)
 EDGES: Table = IwanWordEdge.__table__  # type: ignore[assignment]
 PAIRS: Table = NormPair.__table__  # type: ignore[assignment]
 WORDS: Table = Word.__table__  # type: ignore[assignment]
@@ -183,10 +199,13 @@ def image_query(engine: Engine, stored: StoredIwan, image_id: int) -> WeightedWo
 class SqlImageRanker:
     """Ranks a collection's images in the database from one query's word distances.
 
-    One SQL statement: the finite word distances are staged (COPY / executemany) in a temporary
-    table, joined to the image words of rank <= top-IWK, and each image's distance is
-    MIN(word distance + 1 / strength), ordered by distance then image id, LIMIT k. Same arithmetic
-    as the fast path, so the same results, on PostgreSQL and SQLite.
+    One SQL statement on one connection: the finite word distances are parameters of the query
+    (PostgreSQL: two arrays, ``unnest``-ed; SQLite: one JSON array, read with ``json_each``),
+    joined to the image words of rank <= top-IWK, and each image's distance is
+    MIN(word distance + 1 / strength), ordered by distance then image id, LIMIT k. The distances
+    reach the database exactly (SQLite gets each as integers, a mantissa and powers of two, since
+    its text to number conversion may be off in the last bit), and the arithmetic is the fast
+    path's, so the results and their tie order are the same as in memory, on PostgreSQL and SQLite.
     """
 
     #: A lower bound of every link weight (strengths are at most 1), for the early stop.
@@ -195,6 +214,26 @@ class SqlImageRanker:
     def __init__(self, engine: Engine, stored: StoredIwan) -> None:
         self.engine = engine
         self.stored = stored
+        self._statements: dict[bool, Select[Any]] = {}
+        self._ntotal: int | None = None
+
+    @property
+    def ntotal(self) -> int:
+        """The number of images ranked (those with a word of rank <= top-IWK), as the in-memory
+        index counts them; asked of the database once."""
+        if self._ntotal is None:
+            with connect(self.engine) as conn:
+                self._ntotal = int(
+                    conn.execute(
+                        select(func.count(IMAGE_WORDS.c.image_key.distinct()))
+                        .join_from(IMAGE_WORDS, IMAGES, IMAGES.c.id == IMAGE_WORDS.c.image_key)
+                        .where(
+                            IMAGES.c.collection_id == self.stored.collection_id,
+                            IMAGE_WORDS.c.rank <= self.stored.index.settings.top_iwk,
+                        )
+                    ).scalar_one()
+                )
+        return self._ntotal
 
     def __call__(
         self, word_distances: npt.NDArray[np.float64], k: int, exclude: int | None
@@ -202,30 +241,56 @@ class SqlImageRanker:
         reached = np.flatnonzero(np.isfinite(word_distances))
         out_distances = np.full(k, np.inf)
         out_ids = np.full(k, NO_IMAGE, dtype=np.int64)
+        word_ids = self.stored.word_ids[reached].tolist()
+        distances = word_distances[reached].tolist()
+        if self.engine.dialect.name == "postgresql":
+            reached_words: dict[str, object] = {"word_ids": word_ids, "distances": distances}
+        else:
+            terms = [[word, *_exact_terms(d)] for word, d in zip(word_ids, distances, strict=True)]
+            reached_words = {"reached": json.dumps(terms)}
+        parameters = {**reached_words, "k": k} | ({} if exclude is None else {"exclude": exclude})
         with connect(self.engine) as conn:
-            WORD_DISTANCES.create(conn)
-            try:
-                rows = zip(self.stored.word_ids[reached].tolist(), word_distances[reached].tolist(), strict=True)
-                bulk_insert(conn, WORD_DISTANCES, ("word_id", "distance"), rows)
-                analyse(conn, WORD_DISTANCES)
-                found = conn.execute(self._statement(k, exclude)).all()
-            finally:
-                WORD_DISTANCES.drop(conn)
-        for column, (image_id, value) in enumerate(found):
-            out_ids[column], out_distances[column] = image_id, value
+            found = conn.execute(self._statement(exclude is not None), parameters).all()
+        for position, (image_id, value) in enumerate(found):
+            out_ids[position], out_distances[position] = image_id, value
         return out_distances, out_ids
 
-    def _statement(self, k: int, exclude: int | None) -> Select[Any]:
+    def _reached_words(self) -> FromClause:
+        """The reached words as rows (word_id, distance), from the query's parameters."""
+        if self.engine.dialect.name == "postgresql":
+            return (
+                func.unnest(cast(bindparam("word_ids"), ARRAY(Integer)), cast(bindparam("distances"), ARRAY(Float)))
+                .table_valued(column("word_id", Integer), column("distance", Float), name="reached")
+                .render_derived()
+            )
+        # [[word id, m, u1, u2, v1, v2, v3], ...]: the distance is m * u1 * u2 / v1 / v2 / v3, all
+        # integers (the u and v powers of two), which SQLite reads exactly and scales without rounding.
+        terms = func.json_each(bindparam("reached", type_=String)).table_valued("value", name="terms")
+        part = [func.json_extract(terms.c.value, f"$[{i}]") for i in range(2 + _UP_FACTORS + _DOWN_FACTORS)]
+        distance: ColumnElement[float] = cast(part[1], Float)
+        for factor in part[2 : 2 + _UP_FACTORS]:
+            distance = distance * factor
+        for factor in part[2 + _UP_FACTORS :]:
+            distance = distance / factor
+        return (
+            select(cast(part[0], Integer).label("word_id"), distance.label("distance"))
+            .select_from(terms)
+            .subquery("reached")
+        )
+
+    def _statement(self, excluding: bool) -> Select[Any]:
         """From the reached words to their links (word_id index), each image's minimum, then the
         collection's k nearest; the same statement text every time, so it is compiled once."""
+        if excluding in self._statements:
+            return self._statements[excluding]
+        reached = self._reached_words()
         one = cast(literal(1.0), Float)
         best = (
             select(
                 IMAGE_WORDS.c.image_key,
-                func.min(WORD_DISTANCES.c.distance + one / IMAGE_WORDS.c.strength).label("distance"),
+                func.min(reached.c.distance + one / IMAGE_WORDS.c.strength).label("distance"),
             )
-            .select_from(WORD_DISTANCES)
-            .join(IMAGE_WORDS, IMAGE_WORDS.c.word_id == WORD_DISTANCES.c.word_id)
+            .select_from(_ReachedFirst(reached, IMAGE_WORDS, IMAGE_WORDS.c.word_id == reached.c.word_id))
             .where(IMAGE_WORDS.c.rank <= self.stored.index.settings.top_iwk)
             .group_by(IMAGE_WORDS.c.image_key)
             .subquery("best")
@@ -235,11 +300,65 @@ class SqlImageRanker:
             .join_from(best, IMAGES, IMAGES.c.id == best.c.image_key)
             .where(IMAGES.c.collection_id == self.stored.collection_id)
             .order_by(best.c.distance, IMAGES.c.image_id)
-            .limit(k)
+            .limit(bindparam("k", type_=Integer))
         )
-        if exclude is not None:
-            statement = statement.where(IMAGES.c.image_id != exclude)
+        if excluding:
+            statement = statement.where(IMAGES.c.image_id != bindparam("exclude", type_=Integer))
+        self._statements[excluding] = statement
         return statement
+
+
+class _ReachedFirst(Join):
+    """A join whose left side (the reached words) is the outer loop. SQLite's planner would scan
+    every image word and read the query's JSON once per row (its statistics cannot see how few
+    words are reached); ``CROSS JOIN`` keeps the order it is written in, so each reached word
+    finds its links by ``ix_image_words_word_id``. Other databases get a plain JOIN."""
+
+    inherit_cache = True
+
+
+@compiles(_ReachedFirst)
+def _plain_join(element: _ReachedFirst, compiler: Any, **kw: Any) -> str:
+    return str(compiler.visit_join(element, **kw))
+
+
+@compiles(_ReachedFirst, "sqlite")
+def _cross_join(element: _ReachedFirst, compiler: Any, **kw: Any) -> str:
+    kw["asfrom"] = True
+    left = compiler.process(element.left, **kw)
+    right = compiler.process(element.right, **kw)
+    return f"{left} CROSS JOIN {right} ON {compiler.process(element.onclause, **kw)}"
+
+
+#: SQLite gets a distance m * 2**shift as m and powers of two of at most 2**62 (its integers are
+#: 64-bit): this many to multiply by, then this many to divide by, so shifts from -186 to 124.
+_MAX_SHIFT = 62
+_UP_FACTORS, _DOWN_FACTORS = 2, 3
+
+
+def _exact_terms(value: float) -> list[int]:
+    """Integers [m, u1, u2, v1, v2, v3], the u and v powers of two of at most 2**62, with
+    ``value == m * u1 * u2 / v1 / v2 / v3`` exactly in floating point: m has at most 53 bits, so
+    it is a float as it is, and every factor only moves the exponent."""
+    mantissa, exponent = math.frexp(value)  # value = mantissa * 2**exponent, 0.5 <= |mantissa| < 1
+    m, shift = int(mantissa * 2**53), exponent - 53  # value = m * 2**shift, |m| < 2**53
+    while m and m % 2 == 0:  # the fewest bits, so that the shift is as small as it can be
+        m, shift = m // 2, shift + 1
+    if m == 0:
+        shift = 0
+    if not -_DOWN_FACTORS * _MAX_SHIFT <= shift <= _UP_FACTORS * _MAX_SHIFT:
+        raise SemretError(f"the word distance {value!r} is too large or too small to rank in SQLite")
+    return [m, *_powers_of_two(max(shift, 0), _UP_FACTORS), *_powers_of_two(max(-shift, 0), _DOWN_FACTORS)]
+
+
+def _powers_of_two(shift: int, count: int) -> list[int]:
+    """``count`` powers of two of at most 2**62 whose product is 2**shift."""
+    parts = []
+    for _ in range(count):
+        part = min(shift, _MAX_SHIFT)
+        parts.append(2**part)
+        shift -= part
+    return parts
 
 
 def image_links(
@@ -293,3 +412,12 @@ def collection_with_graph(engine: Engine, name: str | None) -> str:
     if not names:
         raise SemretError("no collection has an IWAN graph yet: run `semret iwan build --collection NAME`")
     raise SemretError(f"several collections have IWAN graphs ({', '.join(names)}): choose one with --collection")
+
+
+def iwan_searcher(engine: Engine, collection: str, *, in_sql: bool = False) -> StoredIwan:
+    """A collection's IWAN graph ready to search: its images ranked in memory, or with ``in_sql``
+    inside the database (`SqlImageRanker`, the links left there). The one place that chooses; the
+    index's `search` is the same either way."""
+    stored = load_iwan(engine, collection, with_images=not in_sql)
+    stored.index.ranker = SqlImageRanker(engine, stored) if in_sql else None
+    return stored

@@ -1,12 +1,16 @@
 """Schema migrations, run programmatically from the Alembic scripts shipped inside the package.
 
 The migrations are the only way semret's schema is made, so they are found wherever semret is
-installed (``importlib.resources``), not only from a source checkout.
+installed (``importlib.resources``), not only from a source checkout. The scripts are read once
+per process, and `require_current_schema` asks each engine's database once: after that the
+engine is known to be current until this module migrates it again.
 """
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
+from functools import cache
 from importlib import resources
 from pathlib import Path
 
@@ -18,7 +22,10 @@ from alembic.util.exc import CommandError
 from sqlalchemy import Engine
 
 from semret.errors import SchemaNotCurrentError, SemretError
-from semret.sql.engine import connect, describe_url
+from semret.sql.engine import connect, describe_url, migration_connection
+
+#: Engines whose database `require_current_schema` found at the newest revision.
+_current_engines: weakref.WeakSet[Engine] = weakref.WeakSet()
 
 
 def _package_dir() -> Path:
@@ -33,15 +40,28 @@ def alembic_config() -> Config:
     return config
 
 
+@cache
 def _scripts() -> ScriptDirectory:
+    """The shipped scripts, parsed once: they do not change while semret runs."""
     return ScriptDirectory.from_config(alembic_config())
 
 
+@cache
 def head_revision() -> str:
     """The newest revision this semret knows."""
     head = _scripts().get_current_head()
     assert head is not None, "semret ships at least one migration"
     return head
+
+
+@cache
+def _revisions() -> tuple[str, ...]:
+    return tuple(script.revision for script in reversed(list(_scripts().walk_revisions())))
+
+
+def revisions() -> list[str]:
+    """Every revision this semret knows, oldest first."""
+    return list(_revisions())
 
 
 def current_revision(engine: Engine) -> str | None:
@@ -52,12 +72,16 @@ def current_revision(engine: Engine) -> str | None:
 
 def _run(engine: Engine, action: str, revision: str) -> None:
     config = alembic_config()
-    with connect(engine) as conn:
-        config.attributes["connection"] = conn
-        try:
-            getattr(command, action)(config, revision)
-        except CommandError as exc:
-            raise SemretError(f"cannot {action} {describe_url(engine.url)} to {revision!r}: {exc}") from exc
+    _current_engines.discard(engine)
+    try:
+        with migration_connection(engine) as conn:
+            config.attributes["connection"] = conn
+            try:
+                getattr(command, action)(config, revision)
+            except CommandError as exc:
+                raise SemretError(f"cannot {action} {describe_url(engine.url)} to {revision!r}: {exc}") from exc
+    finally:
+        _current_engines.discard(engine)
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
@@ -99,9 +123,16 @@ def _revision_exists(revision: str) -> bool:
 
 
 def require_current_schema(engine: Engine) -> None:
-    """Raise `SchemaNotCurrentError`, saying what to do, unless the schema is at the newest revision."""
+    """Raise `SchemaNotCurrentError`, saying what to do, unless the schema is at the newest revision.
+
+    The database is asked once per engine: an engine found current stays so until `upgrade` or
+    `downgrade` runs on it (a schema changed by other means is seen by a new engine).
+    """
+    if engine in _current_engines:
+        return
     status = schema_status(engine)
     if status.is_current:
+        _current_engines.add(engine)
         return
     where = describe_url(engine.url)
     if status.current is None:

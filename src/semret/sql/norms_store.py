@@ -3,7 +3,9 @@
 A load is one transaction and idempotent. Each file is a source, known by its file name: its rows
 are staged (COPY on PostgreSQL, executemany on SQLite) and merged into ``norm_pairs`` with plain
 SQL: new pairs are inserted, changed ones updated, and pairs that a reloaded file no longer holds
-are deleted. A file whose checksum matches what was loaded before is left alone.
+are deleted. A file whose checksum matches what was loaded before is left alone. Concurrent loads
+run one after the other (a lock taken when the transaction begins), so the second one sees what
+the first wrote instead of inserting the same words again.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ WORDS: Table = Word.__table__  # type: ignore[assignment]
 SOURCES: Table = NormSource.__table__  # type: ignore[assignment]
 PAIR_KEY = ("cue_id", "target_id")
 PAIR_VALUES = ("source_id", *VALUE_NAMES)
+#: The lock that serialises norms loads (`semret.sql.engine.connect`).
+NORMS_LOCK = "norms-load"
 
 
 @dataclass(frozen=True)
@@ -125,13 +129,14 @@ def load_norms(
     """Load parsed norms files in one transaction (nothing is written if anything fails).
 
     Files whose name and checksum match an earlier load are skipped unless ``force``. ``on_rows(n)``
-    reports progress as rows are staged.
+    reports progress as rows are staged. A load that another one is running beside waits for it
+    to end (PostgreSQL: an advisory lock; SQLite: the write lock), then loads what is still new.
     """
     require_current_schema(engine)
     _check_unambiguous(files)
     report = NormsLoadReport(skipped=[error for f in files for error in f.invalid])
     now = datetime.now(UTC)
-    with connect(engine) as conn:
+    with connect(engine, lock=NORMS_LOCK) as conn:
         known = dict(conn.execute(select(SOURCES.c.name, SOURCES.c.sha256)).all())
         to_load: list[NormsFile] = []
         for norms_file in files:
