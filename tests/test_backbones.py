@@ -11,7 +11,7 @@ import torch
 from torchvision.models import ResNet50_Weights, resnet50
 
 from semret.errors import SemretError
-from semret.vision.backbones import SmallCnn, make_backbone, weights_id
+from semret.vision.backbones import SmallCnn, make_backbone, torch_seeded, weights_id
 
 IMAGES = np.random.default_rng(0).integers(0, 255, (2, 28, 28), dtype=np.uint8)
 
@@ -42,8 +42,8 @@ def test_resnet50_imagenet_weights_offline_are_a_clear_error(monkeypatch: pytest
 
 
 def test_resnet50_weights_files_round_trip(tmp_path: Path) -> None:
-    torch.manual_seed(0)
-    source = resnet50(weights=None)
+    with torch_seeded(0):
+        source = resnet50(weights=None)
     source.eval()
     full = tmp_path / "resnet50.pth"
     torch.save(source.state_dict(), full)  # torchvision's state dict, fc included
@@ -87,9 +87,9 @@ def test_small_cnn_keeps_its_state_dict_at_any_size() -> None:
     shapes = {key: tuple(value.shape) for key, value in SmallCnn().state_dict().items()}
     assert shapes["fc.1.weight"] == (256, 128 * 4 * 4)
     assert not any(key.startswith("pool") for key in shapes)
-    torch.manual_seed(1)
-    network = SmallCnn().eval()
-    inputs = torch.randn(2, 3, 32, 32)
+    with torch_seeded(1):
+        network = SmallCnn().eval()
+        inputs = torch.randn(2, 3, 32, 32)
     with torch.no_grad():  # at 32 x 32 the adaptive pool is the identity
         expected = network.fc(network.features(inputs))
         assert torch.equal(network(inputs), expected)

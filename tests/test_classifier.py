@@ -59,7 +59,7 @@ def test_files_round_trip(blobs: tuple, tmp_path: Path) -> None:
     path = tmp_path / "models" / "classifier.pt"
     classifier.save(path)
     loaded = FeatureClassifier.load(path)
-    assert loaded.config == classifier.config and loaded.n_classes_ == 4
+    assert loaded.get_params() == classifier.get_params() and loaded.n_classes_ == 4
     np.testing.assert_array_equal(loaded.predict_proba(blobs[0]), classifier.predict_proba(blobs[0]))
 
 

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from semret.errors import SemretError
 from semret.vision import features as features_module
@@ -25,8 +24,7 @@ IMAGES = np.random.default_rng(0).integers(0, 255, (10, 12, 12), dtype=np.uint8)
 
 @pytest.fixture
 def backbone() -> Backbone:
-    torch.manual_seed(0)
-    return make_backbone("small-cnn", "none", 16)
+    return make_backbone("small-cnn", "none", 16, seed=0)
 
 
 @pytest.fixture

@@ -60,10 +60,10 @@ def hash_loss(
     return loss
 
 
-def save_checkpoint(path: str | Path, config: dict[str, Any], network: HashNetwork, extra: dict[str, Any]) -> None:
-    """Write a checkpoint: the format, semret's version, the config, the weights and ``extra``
-    (class names and embeddings), readable with ``torch.load(weights_only=True)``."""
-    contents = {"config": config, "state_dict": network.state_dict(), **extra}
+def save_checkpoint(path: str | Path, params: dict[str, Any], network: HashNetwork, extra: dict[str, Any]) -> None:
+    """Write a checkpoint: the format, semret's version, the model's parameters (under ``config``),
+    the weights and ``extra`` (class names and embeddings), readable with ``torch.load(weights_only=True)``."""
+    contents = {"config": params, "state_dict": network.state_dict(), **extra}
     save_semret_file(path, CHECKPOINT_FORMAT, CHECKPOINT_VERSION, contents)
 
 

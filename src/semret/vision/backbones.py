@@ -17,12 +17,16 @@ overrides a backbone's input size (e.g. 112 for 28 x 28 images: a quarter of the
 
 A weights file may hold torchvision's (or the EfficientNet package's) full state dict, head
 included, or the state dict of `Backbone.module` itself (what `semret.vision.training` writes).
+
+Random initial weights are drawn from ``seed`` (`torch_seeded`) without touching torch's global
+random state: seeded code does not change the random numbers of the code around it.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +37,7 @@ from torch import nn
 from torch.nn import functional
 from torchvision.models import AlexNet, ResNet
 
+from semret.core.validation import check_seed
 from semret.errors import SemretError
 from semret.torch_files import load_torch_file
 
@@ -242,10 +247,27 @@ MIN_SIZES = {"alexnet": 63, "efficientnet-lite0": 16, "resnet50": 16, "small-cnn
 MAX_SIZE = 1024
 
 
-def make_backbone(name: str, weights: str | None = None, image_size: int | None = None) -> Backbone:
+@contextmanager
+def torch_seeded(seed: int) -> Iterator[None]:
+    """Inside, torch's default (CPU) generator, which module initialisation and dropout draw from,
+    starts from ``seed``; on leaving, its state is what it was before (`torch.random.fork_rng`), so
+    the global random state is left as it was. For draws that can take a generator (permutations),
+    pass a local ``torch.Generator`` instead."""
+    seed = check_seed(seed)
+    with torch.random.fork_rng(devices=[]):
+        torch.random.default_generator.manual_seed(seed)
+        yield
+
+
+def make_backbone(
+    name: str, weights: str | None = None, image_size: int | None = None, *, seed: int | None = None
+) -> Backbone:
     """The backbone called ``name``; ``weights`` is 'imagenet', 'none' (random) or a ``.pth`` file
     (default: ImageNet where the backbone has such weights, else none). ``image_size`` overrides the
-    backbone's input size (small-cnn: a multiple of 8)."""
+    backbone's input size (small-cnn: a multiple of 8). ``seed`` draws random weights ('none')
+    reproducibly (`torch_seeded`); without it they come from torch's global generator. Networks
+    whose weights are then loaded draw their (discarded) initial ones inside `torch_seeded` too,
+    so that loading weights leaves the global random state alone."""
     if name not in BACKBONES:
         raise SemretError(f"unknown backbone {name!r}: choose one of {', '.join(BACKBONES)}")
     size = INPUT_SIZES[name] if image_size is None else image_size
@@ -255,7 +277,11 @@ def make_backbone(name: str, weights: str | None = None, image_size: int | None 
         )
     if name == "small-cnn" and size % 8:
         raise SemretError(f"image size for small-cnn must be a multiple of 8 (three 2 x 2 poolings), got {size}")
-    return BACKBONES[name](weights or DEFAULT_WEIGHTS[name], int(size))
+    chosen = weights or DEFAULT_WEIGHTS[name]
+    if seed is None and chosen == "none":
+        return BACKBONES[name](chosen, int(size))
+    with torch_seeded(0 if seed is None else seed):
+        return BACKBONES[name](chosen, int(size))
 
 
 def weights_id(backbone: Backbone) -> str:

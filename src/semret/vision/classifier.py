@@ -5,13 +5,14 @@ the (standardised) features of the training images; for each image, its top-IWK 
 probabilities become the image's IWAN words (`semret.iwan.links`). ``hidden = 0`` is softmax
 regression; ``hidden > 0`` adds one ReLU layer of that width.
 
-scikit-learn habits: parameters in ``__init__``, ``fit`` learns, learned state ends in ``_``.
-Training (Adam, mini-batches) is seeded and reproducible on the same machine.
+scikit-learn habits: parameters in ``__init__`` (validated there, read back by `get_params` and
+stored in the classifier's file), ``fit`` learns, learned state ends in ``_``. Training (Adam,
+mini-batches) is seeded and reproducible on the same machine, and leaves torch's global random
+state as it was.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +22,18 @@ import torch
 from torch import nn
 from torch.nn import functional
 
+from semret.core.params import Configurable, check_is_fitted
+from semret.core.validation import (
+    check_count,
+    check_finite_array,
+    check_labels,
+    check_non_negative,
+    check_positive,
+    check_seed,
+)
 from semret.errors import SemretError
 from semret.torch_files import read_semret_file, save_semret_file
+from semret.vision.backbones import torch_seeded
 from semret.vision.features import Progress
 
 CHECKPOINT_FORMAT = "semret.feature-classifier"
@@ -30,19 +41,7 @@ CHECKPOINT_VERSION = 1
 _PREDICT_BATCH = 8192
 
 
-@dataclass(frozen=True)
-class ClassifierConfig:
-    """A classifier's parameters; stored in its file."""
-
-    hidden: int = 0
-    epochs: int = 30
-    batch_size: int = 256
-    learning_rate: float = 1e-3
-    weight_decay: float = 1e-4
-    seed: int = 0
-
-
-class FeatureClassifier:
+class FeatureClassifier(Configurable):
     """Softmax classifier (linear, or one hidden ReLU layer) on standardised features."""
 
     def __init__(
@@ -54,8 +53,12 @@ class FeatureClassifier:
         weight_decay: float = 1e-4,
         seed: int = 0,
     ) -> None:
-        self.config = ClassifierConfig(hidden, epochs, batch_size, learning_rate, weight_decay, seed)
-        _validate(self.config)
+        self.hidden = check_count("hidden", hidden, 0)
+        self.epochs = check_count("epochs", epochs)
+        self.batch_size = check_count("batch size", batch_size)
+        self.learning_rate = check_positive("learning rate", learning_rate)
+        self.weight_decay = check_non_negative("weight decay", weight_decay)
+        self.seed = check_seed(seed)
 
     def fit(
         self,
@@ -69,33 +72,33 @@ class FeatureClassifier:
         progress("training", epoch, epochs). Sets ``n_classes_``, ``mean_``, ``scale_``, ``network_``,
         ``n_features_in_`` and ``loss_history_`` (mean training loss per epoch).
         """
-        config = self.config
         array = _features(features, "training features")
         targets = _labels(labels, len(array), n_classes)
-        classes = int(targets.max()) + 1 if n_classes is None else n_classes
+        classes = int(targets.max()) + 1 if n_classes is None else int(n_classes)
         mean = array.mean(axis=0, dtype=np.float64)
         scale = array.std(axis=0, dtype=np.float64)
         scale[scale < 1e-12] = 1.0  # a constant feature: centred, not scaled
         standardised = torch.from_numpy(((array - mean) / scale).astype(np.float32))
         label_tensor = torch.from_numpy(targets)
-        torch.manual_seed(config.seed)
-        generator = torch.Generator().manual_seed(config.seed)
-        network = _network(array.shape[1], config.hidden, classes)
-        optimiser = torch.optim.Adam(network.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
-        self.loss_history_: list[float] = []
+        generator = torch.Generator().manual_seed(self.seed)  # the order of the batches
+        with torch_seeded(self.seed):  # the initial weights, the global random state untouched
+            network = _network(array.shape[1], self.hidden, classes)
+        optimiser = torch.optim.Adam(network.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay)
+        loss_history: list[float] = []
         network.train()
-        for epoch in range(config.epochs):
+        for epoch in range(self.epochs):
             total = 0.0
-            for chosen in torch.split(torch.randperm(len(array), generator=generator), config.batch_size):
+            for chosen in torch.split(torch.randperm(len(array), generator=generator), self.batch_size):
                 loss = functional.cross_entropy(network(standardised[chosen]), label_tensor[chosen])
                 optimiser.zero_grad()
                 loss.backward()
                 optimiser.step()
                 total += float(loss.detach()) * len(chosen)
-            self.loss_history_.append(total / len(array))
+            loss_history.append(total / len(array))
             if progress:
-                progress("training", epoch + 1, config.epochs)
+                progress("training", epoch + 1, self.epochs)
         network.eval()
+        self.loss_history_ = loss_history
         self.n_classes_ = classes
         self.n_features_in_ = array.shape[1]
         self.mean_ = mean.astype(np.float32)
@@ -124,8 +127,10 @@ class FeatureClassifier:
         return np.argmax(self.predict_proba(features), axis=1).astype(np.int64)
 
     def _fitted(self) -> nn.Module:
-        if not hasattr(self, "network_"):
-            raise SemretError("this classifier is not trained yet: call fit() or FeatureClassifier.load()")
+        try:
+            check_is_fitted(self, "network_")
+        except SemretError:  # the words users (and the tests) know for this model
+            raise SemretError("this classifier is not trained yet: call fit() or FeatureClassifier.load()") from None
         return self.network_
 
     # --- files -------------------------------------------------------------------------------
@@ -134,7 +139,7 @@ class FeatureClassifier:
         """Write the trained classifier and its parameters to ``path`` (atomically)."""
         network = self._fitted()
         contents = {
-            "config": asdict(self.config),
+            "config": self.get_params(),
             "n_classes": self.n_classes_,
             "n_features": self.n_features_in_,
             "mean": torch.from_numpy(self.mean_),
@@ -152,7 +157,8 @@ class FeatureClassifier:
             classifier = cls(**payload["config"])
             n_classes, n_features = int(payload["n_classes"]), int(payload["n_features"])
             mean, scale = payload["mean"].numpy().astype(np.float32), payload["scale"].numpy().astype(np.float32)
-            network = _network(n_features, classifier.config.hidden, n_classes)
+            with torch_seeded(classifier.seed):  # initial weights, replaced by the stored ones
+                network = _network(n_features, classifier.hidden, n_classes)
             network.load_state_dict(payload["state_dict"])
         except SemretError as exc:
             raise SemretError(f"{file}: {exc}") from exc
@@ -175,54 +181,27 @@ def _network(n_features: int, hidden: int, n_classes: int) -> nn.Module:
 def _read(file: Path) -> dict[str, Any]:
     payload = read_semret_file(file, CHECKPOINT_FORMAT, CHECKPOINT_VERSION, "feature classifier file")
     config = payload.get("config")
-    if not isinstance(config, dict) or set(config) - set(ClassifierConfig.__dataclass_fields__):
+    if not isinstance(config, dict) or set(config) - set(FeatureClassifier.param_names()):
         raise SemretError(f"{file}: unknown or missing classifier parameters (written by a newer semret?)")
     return payload
 
 
 def _features(features: npt.ArrayLike, what: str, allow_empty: bool = False) -> npt.NDArray[np.float32]:
     try:
-        array = np.asarray(features, dtype=np.float32)
-    except (TypeError, ValueError) as exc:
-        raise SemretError(f"{what} must be numbers ({exc})") from exc
-    if array.ndim != 2 or array.shape[1] == 0 or (len(array) == 0 and not allow_empty):
-        raise SemretError(f"{what} must be a non-empty (n, dims) array, got shape {array.shape}")
-    if not np.isfinite(array).all():
-        raise SemretError(f"{what} hold NaN or infinite values")
-    return array
+        shape = np.shape(features)
+    except ValueError:  # ragged rows: check_finite_array says so
+        return check_finite_array(what, features, 2)
+    if len(shape) != 2 or shape[1] == 0 or (shape[0] == 0 and not allow_empty):
+        raise SemretError(f"{what} must be a non-empty (n, dims) array, got shape {shape}")
+    return check_finite_array(what, features, 2)
 
 
 def _labels(labels: npt.ArrayLike, n: int, n_classes: int | None) -> npt.NDArray[np.int64]:
-    array = np.asarray(labels)
-    if array.ndim != 1 or not np.issubdtype(array.dtype, np.integer):
-        raise SemretError(f"labels must be a 1-d array of class indices, got {array.dtype} {array.shape}")
+    if n_classes is not None:
+        check_count("n_classes", n_classes, 2)
+    array = check_labels(labels, n_classes)
     if len(array) != n:
         raise SemretError(f"{n} feature rows but {len(array)} labels")
-    if n_classes is not None and (isinstance(n_classes, bool) or not isinstance(n_classes, int) or n_classes < 2):
-        raise SemretError(f"n_classes must be an integer of at least 2, got {n_classes!r}")
-    if array.min() < 0 or (n_classes is not None and array.max() >= n_classes):
-        upper = "n_classes - 1" if n_classes is None else str(n_classes - 1)
-        raise SemretError(f"labels must be class indices in 0..{upper}, got {array.min()}..{array.max()}")
     if len(np.unique(array)) < 2:
         raise SemretError("the labels name only one class: a classifier needs at least 2")
-    return array.astype(np.int64)
-
-
-def _validate(config: ClassifierConfig) -> None:
-    checks = [
-        (_is_int(config.hidden) and config.hidden >= 0, f"hidden must be an integer >= 0, got {config.hidden!r}"),
-        (_is_int(config.epochs) and config.epochs >= 1, f"epochs must be an integer >= 1, got {config.epochs!r}"),
-        (
-            _is_int(config.batch_size) and config.batch_size >= 1,
-            f"batch size must be an integer >= 1, got {config.batch_size!r}",
-        ),
-        (config.learning_rate > 0, f"learning rate must be positive, got {config.learning_rate}"),
-        (config.weight_decay >= 0, f"weight decay must not be negative, got {config.weight_decay}"),
-    ]
-    for ok, message in checks:
-        if not ok:
-            raise SemretError(message)
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+    return array

@@ -642,3 +642,58 @@ def _load_folder(scan: _FolderScan, split: str, image_size: int) -> ImageSet:
         [str(path.resolve()) for _, (_, _, path) in chosen],
         [image_split for _, (image_split, _, _) in chosen],
     )
+
+
+# --- images back from their recorded sources -----------------------------------------------------
+
+
+def _split_source(source: str) -> tuple[Path, int]:
+    """``"/path/file#12"`` -> (Path("/path/file"), 12)."""
+    path, separator, position = source.rpartition("#")
+    if not separator or not position.isdigit():
+        raise SemretError(f"image source {source!r} is not FILE#POSITION")
+    return Path(path), int(position)
+
+
+def _read_positions(
+    sources: Sequence[str], read_file: Callable[[Path], npt.NDArray[np.uint8]]
+) -> npt.NDArray[np.uint8]:
+    """The images at ``FILE#POSITION`` sources, each file read once, in the order of ``sources``."""
+    located = [_split_source(source) for source in sources]
+    arrays: dict[Path, npt.NDArray[np.uint8]] = {}
+    for file, _ in located:
+        if file not in arrays:
+            if not file.is_file():
+                raise SemretError(
+                    f"{file}: no such file, but the collection's images come from it (moved or deleted?): "
+                    "put it back, or import the dataset again into a new collection"
+                )
+            arrays[file] = read_file(file)
+    rows = []
+    for (file, position), source in zip(located, sources, strict=True):
+        if position >= len(arrays[file]):
+            raise SemretError(f"image source {source}: {file} holds only {len(arrays[file]):,} images")
+        rows.append(arrays[file][position])
+    return np.stack(rows) if rows else np.empty((0, 0, 0), dtype=np.uint8)
+
+
+def read_image_sources(dataset: str, sources: Sequence[str], image_size: int = 224) -> npt.NDArray[np.uint8]:
+    """The pixels of images from the sources `load_dataset` records (``ImageSet.sources``): a
+    Fashion-MNIST IDX file and position, a CIFAR batch file and position, or (folder) an image
+    file, resized and centre-cropped to ``image_size`` as `load_dataset` does."""
+    _check_name(dataset)
+    if dataset == FOLDER:
+        if image_size < 1:
+            raise SemretError(f"the image size must be a positive number of pixels, got {image_size}")
+        images = np.empty((len(sources), image_size, image_size, 3), dtype=np.uint8)
+        with _reading_progress(len(sources)) as advance:
+            for row, source in enumerate(sources):
+                if not Path(source).is_file():
+                    raise SemretError(f"{source}: no such image file (moved or deleted?)")
+                images[row] = read_image_file(Path(source), image_size)
+                advance()
+        return images
+    if dataset == "fashion-mnist":
+        return _read_positions(sources, lambda file: read_idx(file).astype(np.uint8, copy=False))
+    layout = _CIFAR[dataset]
+    return _read_positions(sources, lambda file: _read_cifar_batch(layout, file)[0])

@@ -7,7 +7,9 @@ cache keys its features by the file's SHA-256 (`semret.vision.backbones.weights_
 
 Meant for ``small-cnn`` (seconds to minutes on a CPU for Fashion-MNIST-sized data); any backbone works.
 Training is seeded and reproducible: the same images, labels, parameters and seed give the same
-weights on the same machine. There is no augmentation: every epoch sees the images as they are.
+weights on the same machine, and torch's global random state is left as it was (the initial weights
+and any dropout draw inside `torch_seeded`, the order of the batches from a local generator).
+There is no augmentation: every epoch sees the images as they are.
 """
 
 from __future__ import annotations
@@ -20,9 +22,10 @@ import torch
 from torch import nn
 from torch.nn import functional
 
+from semret.core.validation import check_count, check_labels, check_positive, check_seed
 from semret.errors import SemretError
 from semret.torch_files import save_atomically
-from semret.vision.backbones import Backbone, make_backbone
+from semret.vision.backbones import Backbone, make_backbone, torch_seeded
 from semret.vision.features import Progress
 
 
@@ -43,26 +46,25 @@ def train_backbone(
     """Train backbone ``name`` (random init) + a linear head on ``images``; write the backbone's state
     dict to ``out`` (atomically) and return the backbone loaded from it. progress("training", epoch, epochs)."""
     array, targets = _checked(images, labels, n_classes)
-    for label, value, least in (("epochs", epochs, 1), ("batch size", batch_size, 1)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < least:
-            raise SemretError(f"{label} must be an integer of at least {least}, got {value!r}")
-    if not learning_rate > 0:
-        raise SemretError(f"learning rate must be positive, got {learning_rate}")
-    torch.manual_seed(seed)
+    epochs = check_count("epochs", epochs)
+    batch_size = check_count("batch size", batch_size)
+    learning_rate = check_positive("learning rate", learning_rate)
+    seed = check_seed(seed)
     generator = torch.Generator().manual_seed(seed)
-    backbone = make_backbone(name, "none", image_size)
-    model = nn.Sequential(backbone.module, nn.Linear(backbone.feature_dim, n_classes))
-    optimiser = torch.optim.Adam(model.parameters(), lr=learning_rate)
-    model.train()
-    for epoch in range(epochs):
-        for chosen in _batches(torch.randperm(len(array), generator=generator), batch_size):
-            logits = model(backbone.preprocess(array[chosen.numpy()]))
-            loss = functional.cross_entropy(logits, targets[chosen])
-            optimiser.zero_grad()
-            loss.backward()
-            optimiser.step()
-        if progress:
-            progress("training", epoch + 1, epochs)
+    with torch_seeded(seed):
+        backbone = make_backbone(name, "none", image_size)
+        model = nn.Sequential(backbone.module, nn.Linear(backbone.feature_dim, n_classes))
+        optimiser = torch.optim.Adam(model.parameters(), lr=learning_rate)
+        model.train()
+        for epoch in range(epochs):
+            for chosen in _batches(torch.randperm(len(array), generator=generator), batch_size):
+                logits = model(backbone.preprocess(array[chosen.numpy()]))
+                loss = functional.cross_entropy(logits, targets[chosen])
+                optimiser.zero_grad()
+                loss.backward()
+                optimiser.step()
+            if progress:
+                progress("training", epoch + 1, epochs)
     file = save_atomically(out, backbone.module.state_dict())
     return make_backbone(name, str(file), image_size)
 
@@ -78,15 +80,10 @@ def _batches(order: torch.Tensor, batch_size: int) -> list[torch.Tensor]:
 def _checked(
     images: npt.NDArray[np.uint8], labels: npt.NDArray[np.int64], n_classes: int
 ) -> tuple[npt.NDArray[np.uint8], torch.Tensor]:
-    array, label_array = np.asarray(images), np.asarray(labels)
+    array = np.asarray(images)
     if array.dtype != np.uint8 or not (array.ndim == 3 or (array.ndim == 4 and array.shape[-1] == 3)):
         raise SemretError(f"training images must be uint8 (n, h, w) or (n, h, w, 3), got {array.dtype} {array.shape}")
-    if isinstance(n_classes, bool) or not isinstance(n_classes, int) or n_classes < 2:
-        raise SemretError(f"n_classes must be an integer of at least 2, got {n_classes!r}")
-    if label_array.ndim != 1 or not np.issubdtype(label_array.dtype, np.integer):
-        raise SemretError(f"labels must be a 1-d integer array, got {label_array.dtype} {label_array.shape}")
+    label_array = check_labels(labels, check_count("n_classes", n_classes, 2))
     if len(label_array) != len(array) or len(array) < 2:
         raise SemretError(f"{len(array)} training images and {len(label_array)} labels (need the same, at least 2)")
-    if label_array.min() < 0 or label_array.max() >= n_classes:
-        raise SemretError(f"labels must be class indices in 0..{n_classes - 1}")
-    return array, torch.from_numpy(label_array.astype(np.int64))
+    return array, torch.from_numpy(label_array)
