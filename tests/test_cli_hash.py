@@ -58,7 +58,7 @@ def model_file(features_file: Path) -> Path:
 
 def test_encode_and_query_in_every_mode(database_url: str, features_file: Path, model_file: Path) -> None:
     ok("db", "upgrade", "--db", database_url)
-    encoded = ok("hash", "encode", model_file, features_file, "--collection", "shop", "--db", database_url)
+    encoded = ok("hash", "encode", model_file, features_file, "--collection", "shop", "--create", "--db", database_url)
     assert "model fm (32 bits): 300 images of shop encoded; stored 300 new, 0 changed" in encoded.stdout
     again = ok("hash", "encode", model_file, features_file, "--collection", "shop", "--db", database_url)
     assert "stored 0 new, 0 changed" in again.stdout
@@ -108,7 +108,7 @@ def test_hash_errors_are_clear(sqlite_url: str, features_file: Path, model_file:
     result = semret("hash", "encode", corrupt, features_file, "--collection", "shop", "--db", sqlite_url)
     assert result.exit_code == 1 and "not a readable hash model checkpoint" in result.stderr
     ok("db", "upgrade", "--db", sqlite_url)
-    ok("hash", "encode", model_file, features_file, "--collection", "shop", "--db", sqlite_url)
+    ok("hash", "encode", model_file, features_file, "--collection", "shop", "--create", "--db", sqlite_url)
     base = ("query", "hash", "--collection", "shop", "--model", "fm", "--db", sqlite_url)
     result = semret(*base, "--image-id", "5")
     assert result.exit_code == 1 and "image 5 has no code of model 'fm'" in result.stderr
@@ -116,3 +116,26 @@ def test_hash_errors_are_clear(sqlite_url: str, features_file: Path, model_file:
     assert result.exit_code == 1 and "use it with --mode hamming" in result.stderr
     result = semret(*base, "--image-id", "1000", "--mode", "fast")
     assert result.exit_code == 1 and "unknown retrieval mode 'fast'" in result.stderr
+
+
+def test_encoding_never_creates_or_grows_a_collection_without_a_flag(
+    sqlite_url: str, features_file: Path, model_file: Path, tmp_path: Path
+) -> None:
+    ok("db", "upgrade", "--db", sqlite_url)
+    typo = semret("hash", "encode", model_file, features_file, "--collection", "nosuch", "--db", sqlite_url)
+    assert typo.exit_code == 1 and "collection 'nosuch' does not exist" in typo.stderr and "--create" in typo.stderr
+    assert len(typo.stderr.strip().splitlines()) == 1 and "Traceback" not in typo.output
+    assert json.loads(ok("collection", "list", "--json", "--db", sqlite_url).stdout) == []
+
+    ok("hash", "encode", model_file, features_file, "--collection", "shop", "--create", "--db", sqlite_url)
+    more = tmp_path / "more.npz"
+    with np.load(features_file) as arrays:  # the same images and 50 new ones
+        extra = {key: np.concatenate([arrays[key], arrays[key][:50]]) for key in ("features", "labels")}
+        np.savez(more, image_ids=np.arange(1000, 1350), class_names=arrays["class_names"], **extra)
+    grows = semret("hash", "encode", model_file, more, "--collection", "shop", "--db", sqlite_url)
+    assert grows.exit_code == 1 and "--add-images" in grows.stderr and "50 images are not in collection" in grows.stderr
+    assert len(grows.stderr.strip().splitlines()) == 1
+    (shop,) = json.loads(ok("collection", "list", "--json", "--db", sqlite_url).stdout)
+    assert shop["images"] == 300
+    added = ok("hash", "encode", model_file, more, "--collection", "shop", "--add-images", "--db", sqlite_url)
+    assert "350 images of shop encoded; stored 50 new, 0 changed" in added.stdout

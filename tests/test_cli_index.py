@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from semret.hashing.codes import pack_codes
+from semret.core.codes import pack_codes
 from semret.hashing.hasher import EncodedImages, SemanticHasher
 from semret.indexes import load_index
 from semret.sql import migrations
@@ -37,15 +37,15 @@ def nearest(index: Path, image_id: int, k: int) -> dict:
 
 
 @pytest.mark.parametrize(
-    ("kind", "options"),
-    [("exact", []), ("lsh", ["--bits", "1", "--probes", "1"]), ("kmeans", ["--n-probe", "3"])],
+    ("kind", "spec"),
+    [("exact", "exact"), ("lsh", "lsh:n_bits=1,n_probes=1"), ("kmeans", "kmeans:n_probe=3")],
 )
 def test_indexes_that_score_everything_agree_with_exact(
-    features_file: Path, tmp_path: Path, kind: str, options: list[str]
+    features_file: Path, tmp_path: Path, kind: str, spec: str
 ) -> None:
     exact, other = tmp_path / "exact.npz", tmp_path / f"{kind}.npz"
-    ok("index", "build", "--kind", "exact", "--features", features_file, "--out", exact)
-    built = ok("index", "build", "--kind", kind, "--features", features_file, "--out", other, *options)
+    ok("index", "build", "--spec", "exact", "--features", features_file, "--out", exact)
+    built = ok("index", "build", "--spec", spec, "--features", features_file, "--out", other)
     assert f"{kind} index of 120 vectors (8 dims)" in built.stdout
     expected, got = nearest(exact, 500, 5), nearest(other, 500, 5)
     assert got["results"] == expected["results"]  # every vector is a candidate in these settings
@@ -54,7 +54,7 @@ def test_indexes_that_score_everything_agree_with_exact(
 
 
 def test_kmeans_takes_the_classes_as_its_default_k(features_file: Path, tmp_path: Path) -> None:
-    ok("index", "build", "--kind", "kmeans", "--features", features_file, "--out", tmp_path / "k.npz")
+    ok("index", "build", "--spec", "kmeans", "--features", features_file, "--out", tmp_path / "k.npz")
     assert load_index(tmp_path / "k.npz").n_lists == 3  # type: ignore[attr-defined]
 
 
@@ -65,14 +65,14 @@ def test_an_index_over_stored_embeddings(database_url: str, tmp_path: Path) -> N
         np.eye(3, dtype=np.float32), [0, 1, 2], np.eye(3), ["cat", "dog", "fish"]
     )
     hasher.save(tmp_path / "m.pt")
-    model = register_model(engine, "m", hasher, tmp_path / "m.pt")
+    model = register_model(engine, "m", hasher.n_bits, 3, hasher.get_params(), tmp_path / "m.pt")
     rng = np.random.default_rng(1)
     embeddings = rng.normal(size=(40, 3)).astype(np.float32)
     encoded = EncodedImages(embeddings, pack_codes(rng.integers(0, 2, (40, 8))))
-    store_hashes(engine, model, "pets", np.arange(40), encoded, ["cat"] * 40)
+    store_hashes(engine, model, "pets", np.arange(40), encoded.embeddings, encoded.codes, ["cat"] * 40)
     engine.dispose()
     out = tmp_path / "pets.npz"
-    ok("index", "build", "--kind", "exact", "--collection", "pets", "--model", "m", "--out", out, "--db", database_url)
+    ok("index", "build", "--spec", "exact", "--collection", "pets", "--model", "m", "--out", out, "--db", database_url)
     found = nearest(out, 0, 3)["results"]
     unit = embeddings / np.linalg.norm(embeddings, axis=1, keepdims=True)
     expected = np.argsort(-(unit[1:] @ unit[0]), kind="stable")[:3] + 1
@@ -81,15 +81,21 @@ def test_an_index_over_stored_embeddings(database_url: str, tmp_path: Path) -> N
 
 def test_index_errors_are_clear(features_file: Path, tmp_path: Path) -> None:
     out = tmp_path / "i.npz"
-    both = semret("index", "build", "--kind", "exact", "--features", features_file, "--collection", "c", "--out", out)
+    both = semret("index", "build", "--spec", "exact", "--features", features_file, "--collection", "c", "--out", out)
     assert both.exit_code == 1 and "exactly one source" in both.stderr
-    unknown = semret("index", "build", "--kind", "annoy", "--features", features_file, "--out", out)
+    unknown = semret("index", "build", "--spec", "annoy", "--features", features_file, "--out", out)
     assert unknown.exit_code == 1 and "unknown index kind 'annoy'" in unknown.stderr
-    wrong = semret("index", "build", "--kind", "lsh", "--features", features_file, "--out", out, "--clusters", "3")
-    assert wrong.exit_code == 1 and "--clusters does not apply to the lsh index" in wrong.stderr
-    bad = semret("index", "build", "--kind", "lsh", "--features", features_file, "--out", out, "--bits", "80")
-    assert bad.exit_code == 1 and "bits" in bad.stderr
-    ok("index", "build", "--kind", "exact", "--features", features_file, "--out", out)
+    wrong = semret("index", "build", "--spec", "lsh:n_clusters=3", "--features", features_file, "--out", out)
+    assert wrong.exit_code == 1
+    assert "index spec 'lsh:n_clusters=3' has no parameter n_clusters (its parameters: n_bits" in wrong.stderr
+    bad = semret("index", "build", "--spec", "lsh:n_bits=80", "--features", features_file, "--out", out)
+    assert bad.exit_code == 1 and "n_bits must be an integer between 1 and 64, got 80" in bad.stderr
+    malformed = semret("index", "build", "--spec", "lsh:n_bits", "--features", features_file, "--out", out)
+    assert malformed.exit_code == 1 and "is not NAME=VALUE" in malformed.stderr
+    # checked before any work: a missing features file is not even opened
+    early = semret("index", "build", "--spec", "lsh:bogus=3", "--features", tmp_path / "none.npz", "--out", out)
+    assert early.exit_code == 1 and "no parameter bogus" in early.stderr
+    ok("index", "build", "--spec", "exact", "--features", features_file, "--out", out)
     missing = semret("query", "vector", "--index", out, "--image-id", "1")
     assert missing.exit_code == 1 and "image 1 is not in the index" in missing.stderr
     (tmp_path / "junk.npz").write_bytes(b"junk")

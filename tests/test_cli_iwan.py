@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from semret.cli import parse_weighted_words
+from semret.cli.query import parse_weighted_words
 from semret.errors import SemretError
 
 from helpers import ok, semret
@@ -29,7 +29,7 @@ def linked(database_url: str, tmp_path: Path) -> str:
         class_names=np.array(["apple", "pear", "hot_dog"]),
         labels=np.array(["apple", "pear", "hot_dog", "apple"]),
     )
-    result = ok("iwan", "link", predictions, "--collection", "snacks", "--db", database_url)
+    result = ok("iwan", "link", predictions, "--collection", "snacks", "--create", "--db", database_url)
     assert "hot_dog" in result.stdout and "HOT DOGS" in result.stdout and "variant" in result.stdout
     assert "images inserted 4" in result.stdout
     return database_url
@@ -77,3 +77,26 @@ def test_weighted_words_are_parsed_with_clear_errors() -> None:
         parse_weighted_words("APPLE")
     with pytest.raises(SemretError, match="strength 'high' of APPLE is not a number"):
         parse_weighted_words("APPLE:high")
+
+
+def test_linking_never_creates_or_grows_a_collection_without_a_flag(sqlite_url: str, tmp_path: Path) -> None:
+    ok("db", "upgrade", "--db", sqlite_url)
+    ok("norms", "load", FIXTURES, "--db", sqlite_url)
+    predictions = tmp_path / "predictions.npz"
+    probabilities = np.array([[0.9, 0.1], [0.2, 0.8], [0.5, 0.5]])
+    np.savez(predictions, image_ids=np.array([1, 2, 3]), probabilities=probabilities, class_names=["apple", "pear"])
+    typo = semret("iwan", "link", predictions, "--collection", "nosuch", "--db", sqlite_url)
+    assert typo.exit_code == 1 and "collection 'nosuch' does not exist" in typo.stderr and "--create" in typo.stderr
+    assert len(typo.stderr.strip().splitlines()) == 1
+    assert json.loads(ok("collection", "list", "--json", "--db", sqlite_url).stdout) == []
+
+    first = tmp_path / "first.npz"
+    np.savez(first, image_ids=np.array([1, 2]), probabilities=probabilities[:2], class_names=["apple", "pear"])
+    ok("iwan", "link", first, "--collection", "fruit", "--create", "--db", sqlite_url)
+    grows = semret("iwan", "link", predictions, "--collection", "fruit", "--db", sqlite_url)
+    assert grows.exit_code == 1 and "--add-images" in grows.stderr and "1 image is not in collection" in grows.stderr
+    (fruit,) = json.loads(ok("collection", "list", "--json", "--db", sqlite_url).stdout)
+    assert fruit["images"] == 2
+    ok("iwan", "link", first, "--collection", "fruit", "--db", sqlite_url)  # the same images: no flag needed
+    added = ok("iwan", "link", predictions, "--collection", "fruit", "--add-images", "--db", sqlite_url)
+    assert "images inserted 1" in added.stdout

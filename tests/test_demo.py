@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from semret.evaluation.demo import sample_dir
-from semret.evaluation.methods import METHODS
+from semret.app.demo import DEMO_BACKBONE, DEMO_IMAGE_SIZE, sample_dir
+from semret.evaluation.runs import METHODS
 from semret.iwan.norms import sample_norms_dir
 from semret.vision.datasets import load_dataset
 from semret.vision.idx import read_idx
@@ -36,10 +36,14 @@ def test_the_sample_holds_the_original_images_it_says() -> None:
         assert np.array_equal(read_idx(sample_dir() / f"{prefix}-images-idx3-ubyte.gz"), original)
 
 
-def test_demo_runs_end_to_end_on_the_embedded_database(tmp_path: Path) -> None:
+def test_demo_runs_end_to_end_on_the_embedded_database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     out = tmp_path / "report"
     result = ok("demo", "--out", out, "--cache-dir", tmp_path / "cache")
     assert "mAHP@k" in result.output and f"report written to {out}" in result.output
+    # everything written there, hash model included, each with its absolute path on a line of its own
+    listed = [line.strip() for line in result.stdout.split(f"report written to {out}:")[1].splitlines() if line.strip()]
+    assert listed == sorted(str(path) for path in out.iterdir())
+    assert {"results.json", "rankings.npz", "hash-model.pt"} <= {Path(line).name for line in listed}
     document = json.loads((out / "results.json").read_text())
     summary = document["summary"]
     assert (summary["queries"], summary["database_images"], summary["train_images"]) == (1000, 1000, 2000)
@@ -48,9 +52,43 @@ def test_demo_runs_end_to_end_on_the_embedded_database(tmp_path: Path) -> None:
     # ImageNet features on real images: far above chance (0.1) for the baseline and for IWAN
     assert document["methods"]["exact"]["metrics"]["P"]["1"] > 0.6
     assert document["methods"]["iwan"]["metrics"]["mAP"]["10"] > 0.5
-    second = ok("demo", "--out", out, "--cache-dir", tmp_path / "cache")  # a rerun: nothing to load again
+    check_queries_equal_the_evaluation(document, out, tmp_path)
+    monkeypatch.chdir(tmp_path)  # a relative --out is printed as an absolute path
+    second = ok("demo", "--out", "report", "--cache-dir", tmp_path / "cache")  # a rerun: nothing to load again
     assert "loaded the norms sample" not in second.output
+    assert f"report written to {out}:" in second.stdout and f"  {out / 'hash-model.pt'}" in second.stdout
     assert (
         json.loads((out / "results.json").read_text())["methods"]["exact"]["metrics"]
         == (document["methods"]["exact"]["metrics"])
     )
+
+
+def query_ids(*args: object) -> list[int]:
+    return [row["image_id"] for row in json.loads(ok("query", *args, "--json").stdout)["results"]]
+
+
+def check_queries_equal_the_evaluation(document: dict, out: Path, tmp_path: Path) -> None:
+    """`semret query ...` and `semret eval` give the same results for the same method and k: one
+    search contract, the query image left out by ``exclude_ids`` in both."""
+    collection = document["summary"]["collection"]
+    model = document["methods"]["hash"]["details"]["model"]
+    rankings = np.load(out / "rankings.npz")
+    index = tmp_path / "exact.npz"
+    ok(
+        "index", "build", "--spec", "exact", "--collection", collection, "--backbone", DEMO_BACKBONE,
+        "--image-size", str(DEMO_IMAGE_SIZE), "--cache-dir", tmp_path / "cache", "--out", index,
+    )  # fmt: skip
+    k = rankings["ids_exact"].shape[1]  # the evaluation's largest k: the re-rank's shortlist (2k) depends on k
+    for row in (0, 417, 999):
+        image = str(int(rankings["query_ids"][row]))
+        expected = {method: rankings[f"ids_{method}"][row, :k].tolist() for method in METHODS}
+        hash_args = ("hash", "--collection", collection, "--model", model, "--image-id", image, "-k", str(k))
+        assert query_ids(*hash_args, "--mode", "rerank") == expected["hash-rerank"]
+        assert query_ids(*hash_args, "--mode", "hamming", "--in-db") == expected["hash"]
+        assert query_ids(*hash_args, "--mode", "hamming") == expected["hash"]
+        assert query_ids("iwan", "--collection", collection, "--image-id", image, "-k", str(k)) == expected["iwan"]
+        assert (
+            query_ids("iwan", "--collection", collection, "--image-id", image, "-k", str(k), "--in-sql")
+            == (expected["iwan"])
+        )
+        assert query_ids("vector", "--index", index, "--image-id", image, "-k", str(k)) == expected["exact"]

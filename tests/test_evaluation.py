@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 from rich.console import Console
 
+from semret.app.demo import prepare_database
+from semret.app.eval_pipeline import run_evaluation
 from semret.errors import SemretError
-from semret.evaluation.demo import prepare_database
-from semret.evaluation.methods import METHODS
-from semret.evaluation.pipeline import EvalConfig, EvalResult, run_evaluation
 from semret.evaluation.report import RANKINGS_FILE, RESULTS_FILE, results_document, tables, write_results
+from semret.evaluation.runs import METHODS, EvalConfig, EvalResult
 from semret.evaluation.scoring import METRICS
 from semret.sql import migrations
 from semret.sql.engine import describe_url, make_engine

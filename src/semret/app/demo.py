@@ -11,7 +11,7 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
-from semret.evaluation.pipeline import EvalConfig
+from semret.evaluation.runs import EvalConfig
 from semret.iwan.norms import find_norms_files, read_norms_file, sample_norms_dir
 from semret.sql import migrations
 from semret.sql.engine import make_engine

@@ -13,7 +13,6 @@ ranked database ids with the query itself left out.
 
 from __future__ import annotations
 
-import inspect
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -24,27 +23,25 @@ import numpy as np
 import numpy.typing as npt
 from sqlalchemy import Engine
 
+from semret.core.search import SearcherBase
+from semret.core.spec import Spec, format_spec, parse_spec, parse_value
 from semret.errors import SemretError
-from semret.evaluation.scoring import drop_query_ids
+from semret.evaluation.runs import METHODS, MethodRun
 from semret.hashing.class_embeddings import class_embeddings
-from semret.hashing.hamming import HammingIndex
 from semret.hashing.hasher import SemanticHasher
-from semret.hashing.retrieval import SemanticHashIndex
-from semret.indexes import make_index
-from semret.indexes.base import index_class
+from semret.hashing.retrieval import HashQueries, SemanticHashIndex
+from semret.indexes.base import check_index_params, index_class, make_index_from_spec
 from semret.iwan.graph import IwanSettings
 from semret.iwan.index import WeightedWords
 from semret.iwan.links import ranked_words_from_probabilities
 from semret.iwan.vocabulary import Vocabulary
-from semret.sql.hash_store import hamming_search_in_db, load_hashes, register_model, store_hashes
+from semret.sql.hash_store import hamming_searcher, load_hashes, register_model, store_hashes
 from semret.sql.images_store import store_image_words
-from semret.sql.iwan_store import SqlImageRanker, build_iwan_graph, load_iwan
+from semret.sql.iwan_store import build_iwan_graph, iwan_searcher
 from semret.sql.norms_store import known_words
 from semret.vision.classifier import FeatureClassifier
 from semret.vision.hierarchy import ClassHierarchy
 
-#: Every method, in the order tables show them.
-METHODS = ("exact", "hash", "hash-rerank", "lsh", "kmeans", "neural-lsh", "iwan")
 #: Index parameters for `semret eval` where the index defaults are made for other uses: LSH with
 #: 16 bits in one table finds too few of k = 250 neighbours in 10,000 images, so fewer bits and more
 #: tables (with one probe) are used; k-means gets one cluster per class (from the labels).
@@ -95,68 +92,52 @@ class EvalData:
         return [self.class_names[i] for i in self.database_labels]
 
 
-@dataclass
-class MethodRun:
-    """One method's output: ranked database ids per query (-1 padded), the time to build it, each
-    query's time, and facts worth reporting (the parameters used, a classifier's accuracy...)."""
-
-    ids: npt.NDArray[np.int64]
-    build_seconds: float
-    query_seconds: npt.NDArray[np.float64]
-    details: dict[str, Any] = field(default_factory=dict)
-
-
 def _timed_queries(
-    n: int, search: Callable[[int], npt.NDArray[np.int64]], k: int, stage: str, progress: Progress | None
-) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
-    """Run ``search(query position)`` for every query, timing each; rows of k ids."""
+    data: EvalData, searcher: SearcherBase, queries: Callable[[int], Any], k: int, stage: str, progress: Progress | None
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.int64]]:
+    """Search each query on its own through the search contract, timing each: (ids (queries, k),
+    seconds, candidates scored). In the test protocol the query image is left out
+    (``exclude_ids``), so it never counts among its own results."""
+    n = len(data.query_ids)
     ids = np.full((n, k), -1, dtype=np.int64)
     seconds = np.zeros(n)
+    candidates = np.zeros(n, dtype=np.int64)
     for row in range(n):
+        exclude = data.query_ids[row : row + 1] if data.queries_in_database else None
         start = time.perf_counter()
-        found = search(row)
+        _, found = searcher.search(queries(row), k, exclude_ids=exclude)
         seconds[row] = time.perf_counter() - start
-        ids[row, : min(k, len(found))] = found[:k]
+        ids[row, : found.shape[1]] = found[0]
+        candidates[row] = searcher.last_candidates[0]
         if progress and (row % 64 == 63 or row == n - 1):
             progress(stage, row + 1, n)
-    return ids, seconds
+    return ids, seconds, candidates
 
 
-def _search_width(data: EvalData, k: int) -> int:
-    """How many results to ask for so that k remain once the query itself is left out."""
-    return k + 1 if data.queries_in_database else k
-
-
-def _finish(data: EvalData, ids: npt.NDArray[np.int64], k: int) -> npt.NDArray[np.int64]:
-    return drop_query_ids(ids, data.query_ids, k) if data.queries_in_database else ids[:, :k]
+def vector_index_spec(kind: str, data: EvalData) -> Spec:
+    """The spec of a vector index method: its defaults, the user's settings, the run's seed."""
+    params = data.method_params(kind)
+    if "seed" in index_class(kind).param_names():
+        params.setdefault("seed", data.seed)
+    return Spec(kind, params)
 
 
 def run_vector_index(kind: str, data: EvalData, k: int, progress: Progress | None) -> MethodRun:
     """exact / lsh / kmeans / neural-lsh: fit and fill the index on the database features."""
-    params = data.method_params(kind)
-    accepted = set(inspect.signature(index_class(kind)).parameters) - {"dim"}
-    if "seed" in accepted:
-        params.setdefault("seed", data.seed)
-    unknown = sorted(set(params) - accepted)
-    if unknown:
-        raise SemretError(f"{kind} has no parameter {', '.join(unknown)}")
+    spec = vector_index_spec(kind, data)
     start = time.perf_counter()
-    index = make_index(kind, data.database_features.shape[1], **params)
+    index = make_index_from_spec(spec, data.database_features.shape[1])
     if index.needs_fit:
         index.fit(data.database_features, data.database_labels)
     index.add(data.database_ids, data.database_features)
     built = time.perf_counter() - start
-    width = _search_width(data, k)
-    candidates = np.zeros(len(data.query_ids), dtype=np.int64)
-
-    def search(row: int) -> npt.NDArray[np.int64]:
-        _, found = index.search(data.query_features[row : row + 1], width)
-        candidates[row] = index.last_candidates[0]
-        return found[0]
-
-    ids, seconds = _timed_queries(len(data.query_ids), search, width, kind, progress)
-    details = {"params": index.params(), "mean_candidates": float(candidates.mean())}
-    return MethodRun(_finish(data, ids, k), built, seconds, details)
+    ids, seconds, candidates = _timed_queries(
+        data, index, lambda row: data.query_features[row : row + 1], k, kind, progress
+    )
+    params = index.get_params()
+    params.pop("dim")
+    details = {"spec": index.spec, "params": params, "mean_candidates": float(candidates.mean())}
+    return MethodRun(ids, built, seconds, details)
 
 
 @dataclass
@@ -184,20 +165,29 @@ def _hash_model(data: EvalData, progress: Progress | None) -> _HashModel:
     hasher.fit(data.train_features, data.train_labels, embeddings, data.class_names, progress=progress)
     checkpoint = data.work_dir / "hash-model.pt"
     hasher.save(checkpoint)
-    model = register_model(data.engine, f"{data.collection}-hash-{data.feature_tag}", hasher, checkpoint)
+    model = register_model(
+        data.engine,
+        f"{data.collection}-hash-{data.feature_tag}",
+        hasher.n_bits,
+        int(hasher.class_embeddings_.shape[1]),
+        hasher.get_params(),
+        checkpoint,
+    )
+    encoded = hasher.encode(data.database_features)
     store_hashes(
         data.engine,
         model,
         data.collection,
         data.database_ids,
-        hasher.encode(data.database_features),
+        encoded.embeddings,
+        encoded.codes,
         data.database_label_names(),
     )
     stored = load_hashes(data.engine, model, data.collection)
     built = time.perf_counter() - start
     queries = hasher.encode(data.query_features)
     details = {
-        "params": {**hasher.config.__dict__, "shortlist": shortlist},
+        "params": {**hasher.get_params(), "shortlist": shortlist},
         "model": model.name,
         "final_loss": hasher.loss_history_[-1],
         "distinct_database_codes": len(np.unique(stored.codes, axis=0)),
@@ -207,43 +197,39 @@ def _hash_model(data: EvalData, progress: Progress | None) -> _HashModel:
 
 
 def run_hash(data: EvalData, k: int, progress: Progress | None) -> MethodRun:
-    """Hamming ranking of the stored codes: in PostgreSQL per query; on SQLite in memory."""
+    """Hamming ranking of the stored codes, where the store searches them (`hamming_searcher`:
+    in PostgreSQL, else in memory on the codes read back)."""
     trained = _hash_model(data, progress)
-    in_database = data.engine.dialect.name == "postgresql"
-    index = HammingIndex(trained.model.n_bits)
-    if not in_database:  # PostgreSQL searches its own copy of the codes
-        index.add(trained.stored.image_ids, trained.stored.codes)
-    width = _search_width(data, k)
+    searcher = hamming_searcher(data.engine, trained.model, data.collection)
+    ids, seconds, _ = _timed_queries(
+        data, searcher, lambda row: trained.query_codes[row : row + 1], k, "hash", progress
+    )
+    where = {"postgresql": "postgresql", "memory": "memory (codes read from the store)"}[searcher.backend]
+    details = {**trained.details, "spec": format_spec("hash", _hash_spec_params(trained)), "searched_in": where}
+    return MethodRun(ids, trained.build_seconds, seconds, details)
 
-    def search(row: int) -> npt.NDArray[np.int64]:
-        code = trained.query_codes[row]
-        if in_database:
-            exclude = int(data.query_ids[row]) if data.queries_in_database else None
-            _, found = hamming_search_in_db(data.engine, trained.model, data.collection, code, k, exclude)
-            return np.concatenate([found, [-1]]) if data.queries_in_database else found
-        _, found = index.search(code[None, :], width)
-        return found[0]
 
-    ids, seconds = _timed_queries(len(data.query_ids), search, width, "hash", progress)
-    details = {**trained.details, "searched_in": "postgresql" if in_database else "memory (codes read from the store)"}
-    return MethodRun(_finish(data, ids, k), trained.build_seconds, seconds, details)
+def _hash_spec_params(trained: _HashModel) -> dict[str, Any]:
+    return {k: v for k, v in trained.details["params"].items() if v is not None}
 
 
 def run_hash_rerank(data: EvalData, k: int, progress: Progress | None) -> MethodRun:
     """The Hamming shortlist of the stored codes, re-ranked by the cosine of the stored embeddings."""
     trained = _hash_model(data, progress)
-    width = _search_width(data, k)
-    shortlist = trained.details["params"]["shortlist"] or 2 * width
+    shortlist = trained.details["params"]["shortlist"]
     index = SemanticHashIndex(trained.model.n_bits, trained.model.embedding_dim, "rerank", shortlist=shortlist)
     index.add(trained.stored.image_ids, trained.stored.embeddings, trained.stored.codes)
 
-    def search(row: int) -> npt.NDArray[np.int64]:
-        _, found = index.search(trained.query_embeddings[row : row + 1], trained.query_codes[row : row + 1], width)
-        return found[0]
+    def query(row: int) -> HashQueries:
+        return HashQueries(trained.query_embeddings[row : row + 1], trained.query_codes[row : row + 1])
 
-    ids, seconds = _timed_queries(len(data.query_ids), search, width, "hash-rerank", progress)
-    details = {**trained.details, "shortlist": shortlist}
-    return MethodRun(_finish(data, ids, k), trained.build_seconds, seconds, details)
+    ids, seconds, _ = _timed_queries(data, index, query, k, "hash-rerank", progress)
+    details = {
+        **trained.details,
+        "spec": format_spec("hash-rerank", _hash_spec_params(trained)),
+        "shortlist": shortlist or 2 * (k + int(data.queries_in_database)),
+    }
+    return MethodRun(ids, trained.build_seconds, seconds, details)
 
 
 def run_iwan(data: EvalData, k: int, progress: Progress | None) -> MethodRun:
@@ -265,24 +251,19 @@ def run_iwan(data: EvalData, k: int, progress: Progress | None) -> MethodRun:
     )
     store_image_words(data.engine, data.collection, ranked)
     report = build_iwan_graph(data.engine, data.collection, settings)
-    stored = load_iwan(data.engine, data.collection)
+    stored = iwan_searcher(data.engine, data.collection, in_sql=ranker_kind == "sql")
     built = time.perf_counter() - start
     index = stored.index
-    ranker = SqlImageRanker(data.engine, stored) if ranker_kind == "sql" else None
     query_probabilities = classifier.predict_proba(data.query_features)
     query_words = ranked_words_from_probabilities(data.query_ids, query_probabilities, class_words, settings.top_iwk)
 
-    def query(row: int) -> WeightedWords:
-        return index.query_from_words(list(zip(query_words.words[row], query_words.strengths[row], strict=True)))
+    def query(row: int) -> list[WeightedWords]:
+        return [index.query_from_words(list(zip(query_words.words[row], query_words.strengths[row], strict=True)))]
 
-    def search(row: int) -> npt.NDArray[np.int64]:
-        exclude = [int(data.query_ids[row])] if data.queries_in_database else None
-        _, found = index.search([query(row)], k, exclude=exclude, ranker=ranker)
-        return found[0]
-
-    ids, seconds = _timed_queries(len(data.query_ids), search, k, "iwan", progress)
+    ids, seconds, _ = _timed_queries(data, index, query, k, "iwan", progress)
     accuracy = float(np.mean(np.argmax(query_probabilities, axis=1) == data.query_labels))
     details = {
+        "spec": format_spec("iwan", {**settings.__dict__, "ranker": ranker_kind}),
         "params": {**settings.__dict__, "ranker": ranker_kind},
         "classifier": {**classifier_params, "query_accuracy": accuracy},
         "graph": {"words": report.words, "word_edges": report.word_edges, "image_links": report.image_links},
@@ -300,6 +281,77 @@ RUNNERS: dict[str, Callable[[EvalData, int, Progress | None], MethodRun]] = {
     "hash-rerank": run_hash_rerank,
     "iwan": run_iwan,
 }
+
+
+#: The methods that are vector indexes of `semret.indexes` (their parameters are the index's).
+VECTOR_METHODS = ("exact", "lsh", "kmeans", "neural-lsh")
+#: Parameters that a run sets itself (from --seed), not --set.
+RUN_PARAMS = frozenset({"seed"})
+
+
+def parse_method_settings(items: list[str]) -> dict[str, dict[str, Any]]:
+    """``--set`` values, each ``METHOD.PARAMETER=VALUE`` or a spec ``METHOD:P=V,Q=W`` ->
+    {method: {parameter: value}}; values are read as JSON where they parse, else kept as text.
+    Only the form is checked here; `check_method_params` checks names and values."""
+    settings: dict[str, dict[str, Any]] = {}
+    for item in items:
+        if ":" in item.split("=", 1)[0]:
+            spec = parse_spec(item, "--set")
+            method, given = spec.kind, spec.params
+        else:
+            name, _, value = item.partition("=")
+            method, _, parameter = name.partition(".")
+            if not value or not method.strip() or not parameter.strip():
+                raise SemretError(
+                    f"--set takes METHOD.PARAMETER=VALUE or METHOD:P=V,... (e.g. lsh.n_bits=12), got {item!r}"
+                )
+            given = {parameter.strip(): parse_value(value.strip())}
+            method = method.strip()
+        settings.setdefault(method, {}).update(given)
+    return settings
+
+
+def check_method_params(methods: tuple[str, ...] | list[str], params: dict[str, dict[str, Any]]) -> None:
+    """Every method's parameters, names and values, checked before any work starts (a typo in
+    ``--set`` fails at once, not after the features and the training)."""
+    from semret.vision.classifier import FeatureClassifier
+
+    known = {*METHODS, "classifier"}
+    unknown = sorted(set(params) - known)
+    if unknown:
+        hint = " (hash-rerank takes the hash parameters: --set hash.shortlist=...)" if "hash-rerank" in unknown else ""
+        raise SemretError(f"--set: unknown method {', '.join(unknown)} (choose from {', '.join(sorted(known))}){hint}")
+    for method, given in params.items():
+        seeded = sorted(RUN_PARAMS & set(given))
+        if seeded:
+            raise SemretError(f"--set {method}.{seeded[0]}: the run's --seed sets it")
+    for kind in VECTOR_METHODS:
+        if kind in methods or kind in params:
+            check_index_params(kind, {**DEFAULT_PARAMS.get(kind, {}), **params.get(kind, {})}, f"--set {kind}")
+    hash_params = {**DEFAULT_PARAMS["hash"], **params.get("hash", {})}
+    shortlist = hash_params.pop("shortlist", None)
+    _check_constructor("hash", SemanticHasher, hash_params, SemanticHasher.param_names())
+    if shortlist is not None:
+        SemanticHashIndex(8, 1, "rerank", shortlist=shortlist)
+    iwan_params = {**DEFAULT_PARAMS["iwan"], **params.get("iwan", {})}
+    ranker = iwan_params.pop("ranker")
+    if ranker not in ("sql", "memory"):
+        raise SemretError(f"iwan.ranker must be 'sql' or 'memory', got {ranker!r}")
+    _check_constructor("iwan", IwanSettings, iwan_params, list(IwanSettings.__dataclass_fields__))
+    classifier = {**DEFAULT_PARAMS["classifier"], **params.get("classifier", {})}
+    _check_constructor("classifier", FeatureClassifier, classifier, FeatureClassifier.param_names())
+
+
+def _check_constructor(method: str, cls: Any, params: dict[str, Any], accepted: list[str]) -> None:
+    """Reject names ``cls`` does not take, and values its constructor refuses."""
+    allowed = [name for name in accepted if name not in RUN_PARAMS]
+    unknown = sorted(set(params) - set(allowed))
+    if unknown:
+        raise SemretError(f"--set {method}: no parameter {', '.join(unknown)} (its parameters: {', '.join(allowed)})")
+    try:
+        cls(**params)
+    except (SemretError, TypeError) as exc:
+        raise SemretError(f"--set {method}: {exc}") from None
 
 
 def parse_methods(text: str) -> list[str]:

@@ -7,7 +7,7 @@
 3. Choose the database and the queries by the protocol: ``test`` (the published one: the test
    images are both the database and the queries, a query never counting among its own results)
    or ``train-test`` (the train images are the database, the test images the queries).
-4. Import the database images into the store, then run each method (`semret.evaluation.methods`):
+4. Import the database images into the store, then run each method (`semret.app.eval_methods`):
    indexes on the features, the semantic hash model (its codes stored and searched in the store),
    the IWAN graph (built in the store from the classifier's words and the loaded norms).
 5. Score every method's rankings with mAP@k, mAHP@k, P@k, HP@k and balanced accuracy@k.
@@ -19,88 +19,29 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import torch
 
+from semret.app.eval_methods import EvalData, Progress, check_method_params, iter_runs
 from semret.errors import SemretError
-from semret.evaluation.methods import METHODS, EvalData, MethodRun, Progress, iter_runs
+from semret.evaluation.runs import PROTOCOLS, EvalConfig, EvalResult, MethodRun
 from semret.evaluation.scoring import Ground, score_rankings
 from semret.sql.engine import describe_url, make_engine
 from semret.sql.images_store import import_image_set
 from semret.sql.migrations import require_current_schema
 from semret.sql.norms_store import norms_stats
 from semret.torch_files import save_atomically
-from semret.vision.backbones import BACKBONES, DEFAULT_WEIGHTS, INPUT_SIZES, Backbone, make_backbone
+from semret.vision.backbones import DEFAULT_WEIGHTS, INPUT_SIZES, Backbone, make_backbone
 from semret.vision.datasets import ImageSet, dataset_info, load_dataset
 from semret.vision.features import FeatureCache, FeatureKey, default_cache_dir, weights_id
 from semret.vision.training import train_backbone
 
-#: The evaluation protocols and what they mean.
-PROTOCOLS = {
-    "test": "the test images are both the database and the queries (the published protocol)",
-    "train-test": "the train images are the database, the test images the queries",
-}
-DEFAULT_KS = (1, 5, 10, 15, 20, 100, 250)
 #: The share of the images held out as test images when a dataset has no test split of its own.
 HELD_OUT = 0.2
 
 Log = Callable[[str], None]
-
-
-@dataclass(frozen=True)
-class EvalConfig:
-    """Everything that defines an evaluation run (written into results.json)."""
-
-    dataset: str
-    data_dir: str | None = None
-    download: bool = False
-    backbone: str = "efficientnet-lite0"
-    weights: str | None = None
-    image_size: int | None = None
-    backbone_epochs: int = 10
-    methods: tuple[str, ...] = METHODS
-    ks: tuple[int, ...] = DEFAULT_KS
-    protocol: str = "test"
-    queries: int | None = None
-    train_limit: int | None = None
-    seed: int = 0
-    database_url: str | None = None
-    cache_dir: str | None = None
-    batch_size: int = 64
-    params: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-    def check(self) -> None:
-        """Reject a configuration that cannot run, before any work is done."""
-        if self.backbone not in BACKBONES:
-            raise SemretError(f"unknown backbone {self.backbone!r}: choose one of {', '.join(BACKBONES)}")
-        if self.protocol not in PROTOCOLS:
-            raise SemretError(f"unknown protocol {self.protocol!r}: choose {' or '.join(PROTOCOLS)}")
-        if not self.ks or min(self.ks) < 1 or len(set(self.ks)) != len(self.ks):
-            raise SemretError(f"ks must be distinct positive integers, got {list(self.ks)}")
-        unknown = sorted(set(self.methods) - set(METHODS))
-        if unknown or not self.methods:
-            raise SemretError(f"unknown method(s) {', '.join(unknown) or '(none)'}: choose from {', '.join(METHODS)}")
-        for name, value in (("queries", self.queries), ("train_limit", self.train_limit)):
-            if value is not None and value < 1:
-                raise SemretError(f"{name} must be at least 1, got {value}")
-
-
-@dataclass
-class EvalResult:
-    """A finished run: per method its rankings, timings and scores (metric -> k -> mean)."""
-
-    config: EvalConfig
-    collection: str
-    summary: dict[str, Any]
-    database_ids: npt.NDArray[np.int64]
-    query_ids: npt.NDArray[np.int64]
-    runs: dict[str, MethodRun]
-    scores: dict[str, dict[str, dict[int, float]]]
 
 
 def _sample(n: int, limit: int | None, seed: int) -> npt.NDArray[np.int64]:
@@ -161,8 +102,8 @@ def _random_backbone(config: EvalConfig, size: int, cache_root: Path) -> Backbon
     that the feature cache tells one draw from another by the file's checksum."""
     path = cache_root / "weights" / f"{config.backbone}_random_{size}px_s{config.seed}.pth"
     if not path.is_file():
-        torch.manual_seed(config.seed)
-        save_atomically(path, make_backbone(config.backbone, "none", config.image_size).module.state_dict())
+        drawn = make_backbone(config.backbone, "none", config.image_size, seed=config.seed)
+        save_atomically(path, drawn.module.state_dict())
     return make_backbone(config.backbone, str(path), config.image_size)
 
 
@@ -181,6 +122,7 @@ def run_evaluation(
     """Run the whole evaluation (see the module docstring); ``work_dir`` receives the hash model."""
     say = log or (lambda _message: None)
     config.check()
+    check_method_params(config.methods, config.params)
     info = dataset_info(config.dataset, config.data_dir)
     hierarchy = info.class_hierarchy()
     hierarchy.require_classes(info.class_names)

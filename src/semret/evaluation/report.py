@@ -17,9 +17,8 @@ import numpy as np
 from rich.table import Table
 
 from semret import __version__
-from semret.evaluation.pipeline import EvalResult
+from semret.evaluation.runs import EvalResult
 from semret.evaluation.scoring import METRICS
-from semret.sql.engine import describe_url
 
 RESULTS_FILE = "results.json"
 RANKINGS_FILE = "rankings.npz"
@@ -56,7 +55,8 @@ def results_document(result: EvalResult) -> dict[str, Any]:
     return {
         "semret_results": 1,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "config": {**config, "database_url": config["database_url"] and describe_url(config["database_url"])},
+        # the summary holds the URL as the run described it, password hidden
+        "config": {**config, "database_url": config["database_url"] and result.summary["database_url"]},
         "versions": versions(),
         "summary": {**result.summary, "collection": result.collection},
         "methods": {

@@ -3,25 +3,35 @@
 Any classifier can be the source: predictions arrive as arrays (image ids, an images x classes
 probability matrix, the class names), are mapped to norm words through a `Vocabulary`, and each
 image keeps its strongest words (up to the maximum top-IWK, so a graph can later use fewer).
+Storing the links is `semret.app.iwan.link_predictions`; this module is pure (no SQL).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import Engine
 
+from semret.core.validation import check_ids
 from semret.errors import SemretError
-from semret.iwan.graph import MAX_TOP_K
-from semret.iwan.vocabulary import Vocabulary
-from semret.sql.bulk import MergeCounts
-from semret.sql.images_store import RankedWords, check_image_ids, store_image_words, store_images
-from semret.sql.norms_store import known_words
-from semret.vision.arrays import load_npz
+from semret.vision.arrays import load_npz, save_npz
+
+
+def _image_ids(image_ids: npt.ArrayLike) -> npt.NDArray[np.int64]:
+    ids = np.asarray(image_ids)
+    return check_ids(ids, len(ids) if ids.ndim else 0, "image ids")
+
+
+@dataclass(frozen=True)
+class RankedWords:
+    """Each image's words, best first: ``words[i]`` and ``strengths[i]`` belong to ``image_ids[i]``."""
+
+    image_ids: npt.NDArray[np.int64]
+    words: list[list[str]]
+    strengths: list[list[float]]
 
 
 def ranked_words_from_probabilities(
@@ -32,7 +42,7 @@ def ranked_words_from_probabilities(
     A word's strength is the summed probability of the classes that map to it (capped at 1), so
     two classes sharing a word pool their evidence; ties are broken by the word.
     """
-    ids = check_image_ids(image_ids)
+    ids = _image_ids(image_ids)
     scores = np.asarray(probabilities, dtype=np.float64)
     if scores.ndim != 2 or scores.shape[0] != len(ids) or scores.shape[1] != len(class_words):
         raise SemretError(
@@ -85,39 +95,16 @@ def read_predictions(path: str | Path) -> Predictions:
             labels = [str(label) for label in raw]
         if len(labels) != len(arrays["image_ids"]):
             raise SemretError(f"{file}: {len(labels)} labels for {len(arrays['image_ids'])} images")
-    return Predictions(check_image_ids(arrays["image_ids"]), arrays["probabilities"], class_names, labels)
+    return Predictions(_image_ids(arrays["image_ids"]), arrays["probabilities"], class_names, labels)
 
 
-@dataclass(frozen=True)
-class LinkReport:
-    """What linking a collection's images to words did."""
-
-    vocabulary: Vocabulary
-    images: MergeCounts
-    image_words: MergeCounts
-
-
-def link_predictions(
-    engine: Engine,
-    collection: str,
-    predictions: Predictions,
-    aliases: Mapping[str, Sequence[str]] | None = None,
-    words_per_image: int = MAX_TOP_K,
-) -> LinkReport:
-    """Store a collection's images and each image's top words from its class probabilities.
-
-    Every class name must map to a word of the loaded norms (the error names those that do not).
-    """
-    if not 1 <= words_per_image <= MAX_TOP_K:
-        raise SemretError(f"words per image must be between 1 and {MAX_TOP_K}, got {words_per_image}")
-    vocabulary = Vocabulary.build(predictions.class_names, known_words(engine), aliases)
-    vocabulary.require_complete()
-    ranked = ranked_words_from_probabilities(
-        predictions.image_ids,
-        predictions.probabilities,
-        vocabulary.class_words(predictions.class_names),
-        words_per_image,
-    )
-    images = store_images(engine, collection, predictions.image_ids, predictions.labels)
-    words = store_image_words(engine, collection, ranked)
-    return LinkReport(vocabulary, images, words)
+def write_predictions(path: str | Path, predictions: Predictions) -> Path:
+    """Write predictions as `read_predictions` reads them (labels as class names, when known)."""
+    arrays: dict[str, npt.ArrayLike] = {
+        "image_ids": predictions.image_ids,
+        "probabilities": predictions.probabilities,
+        "class_names": np.array(predictions.class_names),
+    }
+    if all(label is not None for label in predictions.labels):
+        arrays["labels"] = np.array(predictions.labels)
+    return save_npz(path, arrays)

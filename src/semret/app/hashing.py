@@ -1,0 +1,138 @@
+"""Semantic hashing: train a hash model on labelled images or features (a file, or a stored
+collection's features), encode a collection's images and store their embeddings and codes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+from sqlalchemy import Engine
+
+from semret.app.collections import check_target
+from semret.errors import SemretError
+from semret.hashing.class_embeddings import class_embeddings
+from semret.sql.bulk import MergeCounts
+from semret.sql.hash_store import StoredModel, register_model, store_hashes
+from semret.sql.migrations import require_current_schema
+from semret.vision.arrays import LabelledArrays
+from semret.vision.hierarchy import ClassHierarchy, available_hierarchies
+
+if TYPE_CHECKING:  # torch is slow to import: the hasher is imported where it is used
+    from semret.hashing.hasher import SemanticHasher
+
+Progress = Callable[[str, int, int], None]
+
+
+def load_hierarchy(name_or_path: str) -> ClassHierarchy:
+    """A hierarchy shipped with semret (by name) or read from a file."""
+    if name_or_path in available_hierarchies():
+        return ClassHierarchy.packaged(name_or_path)
+    if not Path(name_or_path).exists():
+        raise SemretError(f"no hierarchy {name_or_path!r}: give a file or one of {', '.join(available_hierarchies())}")
+    return ClassHierarchy.from_file(name_or_path)
+
+
+@dataclass(frozen=True)
+class HashTraining:
+    """A trained hash model, written to ``out``, and how well it fits its training data."""
+
+    hasher: SemanticHasher
+    kind: str
+    images: int
+    final_loss: float
+    #: Share of the training images whose nearest class embedding is their own class.
+    accuracy: float
+    out: Path
+
+
+def train_hasher(
+    arrays: LabelledArrays,
+    hierarchy: str | ClassHierarchy,
+    out: str | Path,
+    *,
+    source: str = "the training data",
+    n_bits: int = 48,
+    epochs: int = 30,
+    batch_size: int = 128,
+    learning_rate: float = 1e-3,
+    momentum: float = 0.9,
+    weight_decay: float = 0.0,
+    classification_weight: float = 0.0,
+    backbone: str | None = None,
+    backbone_weights: str | None = None,
+    finetune: bool = False,
+    seed: int = 0,
+    progress: Progress | None = None,
+) -> HashTraining:
+    """Train the semantic hash network on labelled images (through ``backbone``) or features (without
+    one) and write its checkpoint to ``out``. ``source`` names the data in errors."""
+    from semret.hashing.hasher import SemanticHasher  # torch
+
+    if arrays.kind == "images" and backbone is None:
+        raise SemretError(f"{source} holds images: choose a --backbone to encode them")
+    if arrays.kind == "features" and backbone is not None:
+        raise SemretError(f"{source} holds features already: leave out --backbone")
+    classes = load_hierarchy(hierarchy) if isinstance(hierarchy, str) else hierarchy
+    classes.require_classes(arrays.class_names)
+    targets = class_embeddings(classes, arrays.class_names)
+    hasher = SemanticHasher(
+        n_bits=n_bits, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, momentum=momentum,
+        weight_decay=weight_decay, classification_weight=classification_weight, backbone=backbone,
+        backbone_weights=backbone_weights, finetune=finetune, seed=seed,
+    )  # fmt: skip
+    hasher.fit(arrays.data, arrays.labels, targets, arrays.class_names, progress=progress)
+    hasher.save(out)
+    accuracy = float(np.mean(hasher.predict_classes(arrays.data) == arrays.labels))
+    return HashTraining(hasher, arrays.kind, len(arrays.labels), hasher.loss_history_[-1], accuracy, Path(out))
+
+
+def load_hasher(checkpoint: str | Path) -> SemanticHasher:
+    """A hash model from the checkpoint `train_hasher` (``semret hash train``) wrote."""
+    from semret.hashing.hasher import SemanticHasher  # torch
+
+    return SemanticHasher.load(checkpoint)
+
+
+@dataclass(frozen=True)
+class HashEncoding:
+    """What encoding a collection's images under a hash model stored."""
+
+    model: StoredModel
+    collection: str
+    images: int
+    counts: MergeCounts
+
+
+def encode_and_store(
+    engine: Engine,
+    hasher: SemanticHasher,
+    checkpoint: str | Path,
+    arrays: LabelledArrays,
+    collection: str,
+    name: str | None = None,
+    *,
+    create: bool = False,
+    add_images: bool = False,
+    progress: Progress | None = None,
+) -> HashEncoding:
+    """Encode images (or features) to embeddings and codes and store them in ``collection`` under
+    the model ``name`` (default: the checkpoint's file stem). The collection must exist unless
+    ``create``, and hold every image unless ``add_images``."""
+    require_current_schema(engine)
+    check_target(engine, collection, arrays.image_ids, create=create, add_images=add_images)
+    encoded = hasher.encode(arrays.data, progress=progress)
+    stored_model = register_model(
+        engine,
+        name or Path(checkpoint).stem,
+        hasher.n_bits,
+        int(hasher.class_embeddings_.shape[1]),
+        hasher.get_params(),
+        checkpoint,
+    )
+    counts = store_hashes(
+        engine, stored_model, collection, arrays.image_ids, encoded.embeddings, encoded.codes, arrays.label_names()
+    )
+    return HashEncoding(stored_model, collection, len(arrays.image_ids), counts)

@@ -1,0 +1,143 @@
+"""``semret query``: the images nearest to a query, through IWAN, semantic hashing or a vector index."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from semret.app.query import query_hash as find_by_hash
+from semret.app.query import query_iwan as find_by_iwan
+from semret.app.query import query_vector as find_by_vector
+from semret.cli._app import CollectionOption, Commands, DbOption, JsonOption, console, engine_for, err
+from semret.errors import SemretError
+
+app = Commands(help="Retrieve the images nearest to a query.")
+
+
+def parse_weighted_words(text: str) -> dict[str, float]:
+    """``"APPLE:0.8,PEAR:0.1"`` -> ``{"APPLE": 0.8, "PEAR": 0.1}``, with clear errors."""
+    weighted: dict[str, float] = {}
+    for item in text.split(","):
+        word, separator, strength = item.rpartition(":")
+        if not separator or not word.strip():
+            raise SemretError(f"--words: {item.strip()!r} is not WORD:STRENGTH (e.g. APPLE:0.8)")
+        try:
+            weighted[word.strip()] = float(strength)
+        except ValueError:
+            raise SemretError(f"--words: strength {strength.strip()!r} of {word.strip()} is not a number") from None
+    return weighted
+
+
+@app.command("iwan")
+def query_iwan(
+    ctx: typer.Context,
+    collection: Annotated[
+        str | None,
+        typer.Option(
+            "--collection", metavar="NAME", help="Default: the one collection with an IWAN graph.", show_default=False
+        ),
+    ] = None,
+    image_id: Annotated[
+        int | None, typer.Option("--image-id", metavar="ID", help="Query with a stored image.", show_default=False)
+    ] = None,
+    words: Annotated[
+        str | None,
+        typer.Option(
+            "--words", metavar="WORD:STRENGTH,...", help='Query with words: "APPLE:0.8,PEAR:0.1".', show_default=False
+        ),
+    ] = None,
+    k: Annotated[int, typer.Option("-k", min=1, help="How many images.")] = 10,
+    in_sql: Annotated[bool, typer.Option("--in-sql", help="Rank the images inside the database.")] = False,
+    as_json: JsonOption = False,
+    db: DbOption = None,
+) -> None:
+    """The k images nearest to a query image or a weighted word list, with the path to each."""
+    weighted = parse_weighted_words(words) if words is not None else None
+    answer = find_by_iwan(engine_for(ctx, db), collection, image_id, weighted, k, in_sql)
+    name, results = answer.collection, answer.results
+    if as_json:
+        query_json = {"image_id": image_id} if image_id is not None else {"words": weighted}
+        print(json.dumps({"collection": name, "query": query_json, "k": k, "results": results}))
+        return
+    title = f"image {image_id}" if image_id is not None else words
+    table = Table(title=f"IWAN: the {k} images nearest to {title} in {name}")
+    for column in ("rank", "image id", "label", "distance", "path"):
+        table.add_column(column, justify="right" if column in ("rank", "image id", "distance") else "left")
+    for row in results:
+        path = " -> ".join(row["path"][1:-1])
+        table.add_row(str(row["rank"]), str(row["image_id"]), row["label"] or "", f"{row['distance']:.4f}", path)
+    console.print(table)
+    if not results:
+        err.print("no image can be reached from this query")
+
+
+@app.command("hash")
+def query_hash(
+    ctx: typer.Context,
+    collection: CollectionOption,
+    model: Annotated[str, typer.Option("--model", metavar="NAME", help="The hash model's name in the store.")],
+    image_id: Annotated[int, typer.Option("--image-id", metavar="ID", help="Query with a stored image.")],
+    mode: Annotated[str, typer.Option("--mode", metavar="MODE", help="exact (cosine), hamming, or rerank.")] = "rerank",
+    k: Annotated[int, typer.Option("-k", min=1, help="How many images.")] = 10,
+    shortlist: Annotated[
+        int | None, typer.Option("--shortlist", metavar="M", help="Hamming shortlist m (default 2k).")
+    ] = None,
+    in_db: Annotated[bool, typer.Option("--in-db", help="Hamming top-k inside PostgreSQL (mode hamming).")] = False,
+    as_json: JsonOption = False,
+    db: DbOption = None,
+) -> None:
+    """The k images nearest to a stored image by semantic hashing: exact cosine, Hamming, or
+    Hamming shortlist then cosine re-rank (the published default)."""
+    results = find_by_hash(engine_for(ctx, db), collection, model, image_id, mode, k, shortlist, in_db)
+    if as_json:
+        print(
+            json.dumps(
+                {"collection": collection, "model": model, "mode": mode, "image_id": image_id, "results": results}
+            )
+        )
+        return
+    hamming = mode == "hamming"
+    table = Table(title=f"{mode}: the {k} images nearest to image {image_id} in {collection} (model {model})")
+    for column in ("rank", "image id", "label", "Hamming distance" if hamming else "cosine"):
+        table.add_column(column, justify="left" if column == "label" else "right")
+    for row in results:
+        shown = str(row["hamming_distance"]) if hamming else f"{row['score']:.4f}"
+        table.add_row(str(row["rank"]), str(row["image_id"]), str(row["label"] or ""), shown)
+    console.print(table)
+
+
+@app.command("vector")
+def query_vector(
+    index_file: Annotated[
+        Path, typer.Option("--index", metavar="FILE", help="An index written by `semret index build`.")
+    ],
+    image_id: Annotated[int, typer.Option("--image-id", metavar="ID", help="Query with an indexed image's vector.")],
+    k: Annotated[int, typer.Option("-k", min=1, help="How many images.")] = 10,
+    as_json: JsonOption = False,
+) -> None:
+    """The k images nearest by cosine to an indexed image, as the index finds them."""
+    answer = find_by_vector(index_file, image_id, k)
+    results, candidates = answer.results, answer.candidates
+    if as_json:
+        print(
+            json.dumps(
+                {
+                    "index": str(index_file),
+                    "kind": answer.kind,
+                    "image_id": image_id,
+                    "candidates": candidates,
+                    "results": results,
+                }
+            )
+        )
+        return
+    table = Table(title=f"{answer.kind}: the {k} images nearest to image {image_id} ({candidates:,} candidates scored)")
+    for column in ("rank", "image id", "label", "cosine"):
+        table.add_column(column, justify="left" if column == "label" else "right")
+    for row in results:
+        table.add_row(str(row["rank"]), str(row["image_id"]), str(row["label"] or ""), f"{row['score']:.4f}")
+    console.print(table)
