@@ -74,6 +74,16 @@ def test_encode_and_query_in_every_mode(database_url: str, features_file: Path, 
     assert [r["score"] for r in exact] == sorted((r["score"] for r in exact), reverse=True)
     hamming, in_db = query("--mode", "hamming", "-k", "7"), query("--mode", "hamming", "-k", "7", "--in-db")
     assert hamming == in_db
+    # Hamming distances are shown as such: whole numbers, the score their negation
+    assert all(r["hamming_distance"] == -r["score"] and r["hamming_distance"] >= 0 for r in hamming)
+    shown = ok("query", "hash", "--collection", "shop", "--model", "fm", "--image-id", "1000", "--mode", "hamming",
+               "-k", "3", "--db", database_url).stdout  # fmt: skip
+    assert "Hamming distance" in shown and f" {hamming[0]['hamming_distance']} " in shown
+    # results are bounded by the collection: a huge k gives the 299 other images
+    assert len(query("--mode", "exact", "-k", "1000000000")) == 299
+    too_big = semret("query", "hash", "--collection", "shop", "--model", "fm", "--image-id", "1000",
+                     "-k", str(2**63), "--db", database_url)  # fmt: skip
+    assert too_big.exit_code == 1 and "k must be at most 9223372036854775807" in too_big.stderr
     table = ok("query", "hash", "--collection", "shop", "--model", "fm", "--image-id", "1000", "--db", database_url)
     assert "rerank: the 10 images nearest to image 1000 in shop (model fm)" in table.stdout
 
@@ -116,6 +126,9 @@ def test_hash_errors_are_clear(sqlite_url: str, features_file: Path, model_file:
     assert result.exit_code == 1 and "use it with --mode hamming" in result.stderr
     result = semret(*base, "--image-id", "1000", "--mode", "fast")
     assert result.exit_code == 1 and "unknown retrieval mode 'fast'" in result.stderr
+    for shortlist in ("0", "-5"):  # named as the shortlist, not as a derived k
+        result = semret(*base, "--image-id", "1000", "--shortlist", shortlist)
+        assert result.exit_code == 1 and f"shortlist must be at least 1, got {shortlist}" in result.stderr
 
 
 def test_encoding_never_creates_or_grows_a_collection_without_a_flag(

@@ -213,6 +213,12 @@ def test_results_never_hold_a_database_password(sqlite_url: str, tiny: Path, tmp
         (["--ks", "1,x"], "--ks must be integers"),
         (["--set", "lsh.n_bits"], "--set takes METHOD.PARAMETER=VALUE"),
         (["--set", "magic.x=1"], "--set: unknown method magic"),
+        # every parameter is checked before any work: --data-dir does not even exist
+        (["--set", "lsh.bogus=3", "--data-dir", "/nonexistent"], "--set lsh has no parameter bogus"),
+        (["--set", "kmeans:n_probe=0", "--data-dir", "/nonexistent"], "n_probe must be an integer"),
+        (["--set", "hash.shortlist=-5", "--data-dir", "/nonexistent"], "shortlist must be at least 1, got -5"),
+        (["--set", "iwan.ranker=gpu", "--data-dir", "/nonexistent"], "iwan.ranker must be 'sql' or 'memory'"),
+        (["--set", "lsh.seed=3"], "the run's --seed sets it"),
         (["--dataset", "imagenet"], "unknown dataset"),
         (["--backbone", "vgg"], "unknown backbone 'vgg'"),
     ],
