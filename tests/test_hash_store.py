@@ -141,3 +141,20 @@ def test_errors_name_what_is_missing(engine: Engine, hasher: tuple) -> None:
         store_hashes(engine, model, "shop", np.arange(3), *astuple(random_encoded(2, 5)))
     with pytest.raises(SemretError, match="k must be at least 1"):
         hamming_searcher(engine, model, "shop").search(random_encoded(1, 6).codes, 0)
+
+
+def test_storing_hashes_is_one_transaction(engine: Engine, hasher: tuple, monkeypatch: pytest.MonkeyPatch) -> None:
+    # the images and their hashes go in together or not at all
+    model = register_model(engine, "fm48", *hasher)
+    store_hashes(engine, model, "shop", np.arange(3), *astuple(random_encoded(3, 7)))
+
+    def fail(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("the disk is full")
+
+    monkeypatch.setattr("semret.sql.hash_store.stage_and_merge", fail)
+    with pytest.raises(RuntimeError, match="disk is full"):
+        store_hashes(engine, model, "shop", np.arange(10), *astuple(random_encoded(10, 8)))
+    with engine.connect() as conn:
+        from semret.sql.images_store import IMAGES
+
+        assert conn.execute(select(func.count()).select_from(IMAGES)).scalar_one() == 3

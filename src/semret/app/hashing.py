@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from sqlalchemy import Engine
@@ -54,23 +54,17 @@ def train_hasher(
     out: str | Path,
     *,
     source: str = "the training data",
-    n_bits: int = 48,
-    epochs: int = 30,
-    batch_size: int = 128,
-    learning_rate: float = 1e-3,
-    momentum: float = 0.9,
-    weight_decay: float = 0.0,
-    classification_weight: float = 0.0,
-    backbone: str | None = None,
-    backbone_weights: str | None = None,
-    finetune: bool = False,
-    seed: int = 0,
     progress: Progress | None = None,
+    **params: Any,
 ) -> HashTraining:
-    """Train the semantic hash network on labelled images (through ``backbone``) or features (without
-    one) and write its checkpoint to ``out``. ``source`` names the data in errors."""
+    """Train the semantic hash network on labelled images (through a ``backbone``) or features
+    (without one) and write its checkpoint to ``out``. ``params`` are `SemanticHasher`'s own
+    parameters (``n_bits``, ``epochs``, ``backbone``...), passed on as they are; ``source`` names
+    the data in errors."""
     from semret.hashing.hasher import SemanticHasher  # torch
 
+    hasher = SemanticHasher(**params)  # its parameters checked before any work
+    backbone = hasher.backbone
     if arrays.kind == "images" and backbone is None:
         raise SemretError(f"{source} holds images: choose a --backbone to encode them")
     if arrays.kind == "features" and backbone is not None:
@@ -78,11 +72,6 @@ def train_hasher(
     classes = load_hierarchy(hierarchy) if isinstance(hierarchy, str) else hierarchy
     classes.require_classes(arrays.class_names)
     targets = class_embeddings(classes, arrays.class_names)
-    hasher = SemanticHasher(
-        n_bits=n_bits, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, momentum=momentum,
-        weight_decay=weight_decay, classification_weight=classification_weight, backbone=backbone,
-        backbone_weights=backbone_weights, finetune=finetune, seed=seed,
-    )  # fmt: skip
     hasher.fit(arrays.data, arrays.labels, targets, arrays.class_names, progress=progress)
     hasher.save(out)
     accuracy = float(np.mean(hasher.predict_classes(arrays.data) == arrays.labels))

@@ -28,7 +28,14 @@ from semret.core.search import MISSING_SCORE, NO_ID, SearcherBase
 from semret.errors import SemretError
 from semret.sql.bulk import MergeCounts, stage_and_merge
 from semret.sql.engine import connect
-from semret.sql.images_store import IMAGES, check_image_ids, collection_id, store_images
+from semret.sql.images_store import (
+    IMAGES,
+    check_image_ids,
+    collection_id,
+    ensure_collection,
+    image_columns,
+    merge_images,
+)
 from semret.sql.migrations import require_current_schema
 from semret.sql.models import HashModel, ImageHash
 
@@ -100,10 +107,11 @@ def store_hashes(
         raise SemretError(f"{len(ids)} image ids but {len(embeddings)} encoded images")
     if embeddings.shape[1] != model.embedding_dim:
         raise SemretError(f"embeddings have {embeddings.shape[1]} dims, model {model.name} has {model.embedding_dim}")
-    store_images(engine, collection, ids, labels)
+    columns = image_columns(len(ids), label=labels)
     code_ints = codes_to_int64(codes, model.n_bits) if model.n_bits <= MAX_SQL_BITS else None
-    with connect(engine) as conn:
-        owner = collection_id(conn, collection)
+    with connect(engine) as conn:  # one transaction: the images and their hashes, or nothing
+        owner = ensure_collection(conn, collection)
+        merge_images(conn, owner, ids, columns)
         keys = dict(conn.execute(select(IMAGES.c.image_id, IMAGES.c.id).where(IMAGES.c.collection_id == owner)).all())
         embeddings = np.ascontiguousarray(embeddings, dtype=np.float32)
         rows = (

@@ -76,9 +76,9 @@ def store_images(
     call with labels alone keeps the splits and sources stored before."""
     require_current_schema(engine)
     ids = check_image_ids(image_ids)
-    columns = _image_columns(len(ids), label=labels, split=splits, source=sources)
+    columns = image_columns(len(ids), label=labels, split=splits, source=sources)
     with connect(engine) as conn:
-        return _merge_images(conn, ensure_collection(conn, collection), ids, columns)
+        return merge_images(conn, ensure_collection(conn, collection), ids, columns)
 
 
 #: The longest value each optional image column holds (the migrations' String lengths).
@@ -86,7 +86,7 @@ IMAGE_COLUMN_LENGTHS = {"label": 255, "split": 32, "source": 1024}
 _PLURALS = {"label": "labels", "split": "splits", "source": "sources"}
 
 
-def _image_columns(n: int, **given: Sequence[str | None] | None) -> dict[str, list[str | None]]:
+def image_columns(n: int, **given: Sequence[str | None] | None) -> dict[str, list[str | None]]:
     """The optional image columns that were given, checked: one value per image, none too long."""
     columns: dict[str, list[str | None]] = {}
     for name, values in given.items():
@@ -106,7 +106,7 @@ def _image_columns(n: int, **given: Sequence[str | None] | None) -> dict[str, li
     return columns
 
 
-def _merge_images(
+def merge_images(
     conn: Connection, owner: int, ids: npt.NDArray[np.int64], columns: dict[str, list[str | None]]
 ) -> MergeCounts:
     """Insert the images a collection lacks and update the given columns of those it has."""
@@ -130,7 +130,7 @@ def import_image_set(engine: Engine, collection: str, images: ImageSet) -> Merge
     """
     require_current_schema(engine)
     ids = check_image_ids(images.image_ids)
-    columns = _image_columns(len(ids), label=images.label_names(), split=images.image_splits, source=images.sources)
+    columns = image_columns(len(ids), label=images.label_names(), split=images.image_splits, source=images.sources)
     with connect(engine) as conn:
         owner = ensure_collection(conn, collection)
         stored = conn.execute(select(COLLECTIONS.c.dataset).where(COLLECTIONS.c.id == owner)).scalar()
@@ -141,7 +141,7 @@ def import_image_set(engine: Engine, collection: str, images: ImageSet) -> Merge
             )
         if stored is None:
             conn.execute(update(COLLECTIONS).where(COLLECTIONS.c.id == owner).values(dataset=images.dataset))
-        return _merge_images(conn, owner, ids, columns)
+        return merge_images(conn, owner, ids, columns)
 
 
 def store_image_words(engine: Engine, collection: str, ranked: RankedWords) -> MergeCounts:
