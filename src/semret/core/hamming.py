@@ -62,6 +62,13 @@ def default_threads() -> int:
         return os.cpu_count() or 1
 
 
+def hamming_distances(scores: npt.ArrayLike) -> npt.NDArray[np.int32]:
+    """Hamming distances from search-contract scores (minus the distances; padding -inf -> 2**31 - 1),
+    for every Hamming searcher, in memory or in a database."""
+    array = np.asarray(scores)
+    return np.where(np.isfinite(array), -array, MISSING_DISTANCE).astype(np.int32)
+
+
 class HammingIndex(SearcherBase):
     """Exact Hamming top-k over packed codes of ``n_bits`` bits; ties by id (ascending).
 
@@ -120,13 +127,8 @@ class HammingIndex(SearcherBase):
     def empty_error(self) -> SemretError:
         return SemretError("the Hamming index is empty: add codes before searching")
 
-    def query_count(self, queries: npt.ArrayLike) -> int:
-        return len(np.asarray(queries))
-
     def to_distance(self, scores: npt.ArrayLike) -> npt.NDArray[np.int32]:
-        """Hamming distances from contract scores (padding -inf -> 2**31 - 1)."""
-        array = np.asarray(scores)
-        return np.where(np.isfinite(array), -array, MISSING_DISTANCE).astype(np.int32)
+        return hamming_distances(scores)
 
     def _search(
         self, packed_queries: npt.ArrayLike, k: int, n_excluded: int

@@ -65,8 +65,9 @@ class Searcher(Protocol):
 
 class SearcherBase(ABC):
     """The contract's shared half: checks k, bounds the width by the collection, applies
-    ``exclude_ids`` and records the work done. A subclass gives `ntotal`, `query_count` and
-    `_search` (its own k best, k <= ntotal) and sets ``last_candidates`` there."""
+    ``exclude_ids`` and records the work done. A subclass gives `ntotal` and `_search` (its own k
+    best, k <= ntotal), sets ``last_candidates`` there, and overrides `query_count` only where a
+    batch of its queries has no ``len``."""
 
     #: What the scores are, for tables ("cosine", "-hamming", "-path length"...).
     score_name: ClassVar[str] = "score"
@@ -81,7 +82,8 @@ class SearcherBase(ABC):
         """Number of items searched."""
 
     def query_count(self, queries: Any) -> int:
-        """How many queries ``queries`` holds (a batch: its length)."""
+        """How many queries ``queries`` holds: a batch's length (an array's rows, a list's items,
+        a `HashQueries` record's queries)."""
         return len(queries)
 
     @abstractmethod

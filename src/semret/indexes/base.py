@@ -123,9 +123,6 @@ class VectorIndex(Configurable, SearcherBase, ABC):
     def empty_error(self) -> SemretError:
         return SemretError(f"the {self.kind} index is empty: add vectors before searching")
 
-    def query_count(self, queries: npt.ArrayLike) -> int:
-        return len(np.asarray(queries))
-
     def _search(
         self, queries: npt.ArrayLike, k: int, n_excluded: int
     ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:

@@ -23,7 +23,7 @@ from sqlalchemy import BigInteger, Engine, Table, bindparam, cast, delete, func,
 from sqlalchemy.dialects.postgresql import BIT
 
 from semret.core.codes import check_packed, codes_to_int64
-from semret.core.hamming import MISSING_DISTANCE, HammingIndex
+from semret.core.hamming import HammingIndex, hamming_distances
 from semret.core.search import MISSING_SCORE, NO_ID, SearcherBase
 from semret.errors import SemretError
 from semret.sql.bulk import MergeCounts, stage_and_merge
@@ -192,12 +192,8 @@ class SqlHammingSearcher(SearcherBase):
             f"collection {self.collection!r} has no codes of model {self.model.name!r}: run `semret hash encode`"
         )
 
-    def query_count(self, queries: npt.ArrayLike) -> int:
-        return len(np.asarray(queries))
-
     def to_distance(self, scores: npt.ArrayLike) -> npt.NDArray[np.int32]:
-        array = np.asarray(scores)
-        return np.where(np.isfinite(array), -array, MISSING_DISTANCE).astype(np.int32)
+        return hamming_distances(scores)
 
     def _search(
         self, queries: npt.ArrayLike, k: int, n_excluded: int
