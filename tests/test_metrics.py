@@ -105,3 +105,23 @@ def test_bad_inputs_are_clear_errors() -> None:
         precision_at_k([0], [[0, 1]], [3])
     with pytest.raises(SemretError, match=r"result labels must be \(queries, k\)"):
         precision_at_k([0, 1], [[0, 1]], [1])
+
+
+def test_a_query_without_results_votes_for_no_class() -> None:
+    # a class-0 query with no results at all: np.argmax over all-zero votes would say class 0 and
+    # count it right; it has no label and is wrong. Class 1's query is right.
+    queries = np.array([0, 1])
+    results = np.array([[-1, -1], [1, -1]])
+    accuracy = balanced_accuracy_at_k(queries, results, [1, 2], n_classes=2)
+    assert accuracy == {1: 0.5, 2: 0.5}
+    # the same when the query's results start after k
+    assert balanced_accuracy_at_k([0], [[-1, 0]], [1, 2], n_classes=1) == {1: 0.0, 2: 1.0}
+
+
+def test_a_tie_goes_to_the_class_whose_first_result_ranks_best() -> None:
+    # top 4: classes 0, 1, 1, 0 -> two each; class 0's first result is at rank 1, so class 0 wins
+    # (rank sums would tie, 1 + 4 = 2 + 3, and fall back to the lower class index by chance)
+    assert balanced_accuracy_at_k([1], [[0, 1, 1, 0]], [4], n_classes=2) == {4: 0.0}
+    assert balanced_accuracy_at_k([0], [[0, 1, 1, 0]], [4], n_classes=2) == {4: 1.0}
+    # top 4: classes 1, 0, 0, 1 -> class 1 first
+    assert balanced_accuracy_at_k([1], [[1, 0, 0, 1]], [4], n_classes=2) == {4: 1.0}

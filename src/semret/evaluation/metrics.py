@@ -2,9 +2,10 @@
 accuracy of the top-k labels.
 
 Inputs are class indices: ``query_labels`` (q,), ``result_labels`` (q, K) for the ranked results
-of each query (-1 where a query has fewer than K results; the query itself must already be left
-out), and for the hierarchical metrics the class similarity matrix and the labels of the whole
-database. Every function returns one value per query; the mean over queries is the "m" metric.
+of each query (-1 where a query has fewer than K results; the query itself left out, except
+under the conventions where it counts, `semret.evaluation.conventions`), and for the
+hierarchical metrics the class similarity matrix and the labels of the whole database. Every
+function returns one value per query; the mean over queries is the "m" metric.
 
 Definitions (docs/metrics.md has them with their formulas):
 
@@ -17,8 +18,9 @@ Definitions (docs/metrics.md has them with their formulas):
   give (the best possible ranking over the whole database, the query excluded).
 - AHP@k: the area under HP@1..HP@k by the trapezoid rule with dx = 1/k.
 - Balanced accuracy@k: each query is labelled with the most frequent class of its top k results
-  (ties go to the class of the better-ranked result); the mean over classes of the share of a
-  class's queries so labelled correctly.
+  (ties go to the class of the better-ranked result; a query with no result in its top k gets no
+  label and counts as wrong); the mean over classes of the share of a class's queries so labelled
+  correctly.
 """
 
 from __future__ import annotations
@@ -36,7 +38,10 @@ FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 
 
-def _check(query_labels: npt.ArrayLike, result_labels: npt.ArrayLike, ks: Sequence[int]) -> tuple[IntArray, IntArray]:
+def check_results(
+    query_labels: npt.ArrayLike, result_labels: npt.ArrayLike, ks: Sequence[int]
+) -> tuple[IntArray, IntArray]:
+    """The labels as int64 arrays, checked: (queries,) and (queries, K) with every k in 1..K."""
     queries = np.asarray(query_labels, dtype=np.int64)
     results = np.asarray(result_labels, dtype=np.int64)
     if results.ndim != 2 or len(results) != len(queries):
@@ -50,7 +55,7 @@ def precision_at_k(
     query_labels: npt.ArrayLike, result_labels: npt.ArrayLike, ks: Sequence[int]
 ) -> dict[int, FloatArray]:
     """P@k per query, for each k in ``ks``."""
-    queries, results = _check(query_labels, result_labels, ks)
+    queries, results = check_results(query_labels, result_labels, ks)
     hits = np.cumsum(results == queries[:, None], axis=1)
     return {k: hits[:, k - 1] / k for k in ks}
 
@@ -59,7 +64,7 @@ def average_precision_at_k(
     query_labels: npt.ArrayLike, result_labels: npt.ArrayLike, relevant: npt.ArrayLike, ks: Sequence[int]
 ) -> dict[int, FloatArray]:
     """AP@k per query; ``relevant`` is R per query (images of its class in the database, itself excluded)."""
-    queries, results = _check(query_labels, result_labels, ks)
+    queries, results = check_results(query_labels, result_labels, ks)
     totals = np.asarray(relevant, dtype=np.float64)
     hit = results == queries[:, None]
     precision = np.cumsum(hit, axis=1) / np.arange(1, results.shape[1] + 1)
@@ -68,6 +73,32 @@ def average_precision_at_k(
     for k in ks:
         denominator = np.minimum(k, totals)
         out[k] = np.divide(summed[:, k - 1], denominator, out=np.zeros(len(queries)), where=denominator > 0)
+    return out
+
+
+def best_similarities(
+    similarity: npt.ArrayLike,
+    database_labels: npt.ArrayLike,
+    classes: npt.ArrayLike,
+    depth: int,
+    query_in_database: bool,
+) -> FloatArray:
+    """For each class in ``classes``, the class similarities of the best possible ranking of the
+    database for a query of that class, rank by rank to ``depth`` (shape (len(classes), depth); 0
+    past the end of the database).
+
+    With ``query_in_database`` one image of the query's class (the query) is left out.
+    """
+    sims = np.asarray(similarity, dtype=np.float64)
+    counts = np.bincount(np.asarray(database_labels, dtype=np.int64), minlength=len(sims)).astype(np.int64)
+    out = np.zeros((len(np.asarray(classes)), depth))
+    for row, cls in enumerate(np.asarray(classes, dtype=np.int64)):
+        available = counts.copy()
+        if query_in_database:
+            available[cls] -= 1
+        order = np.argsort(-sims[cls], kind="stable")
+        values = np.repeat(sims[cls][order], np.maximum(available[order], 0))[:depth]
+        out[row, : len(values)] = values
     return out
 
 
@@ -83,19 +114,7 @@ def best_cumulative_similarity(
 
     With ``query_in_database`` one image of the query's class (the query) is left out.
     """
-    sims = np.asarray(similarity, dtype=np.float64)
-    counts = np.bincount(np.asarray(database_labels, dtype=np.int64), minlength=len(sims)).astype(np.int64)
-    out = np.zeros((len(np.asarray(classes)), depth))
-    for row, cls in enumerate(np.asarray(classes, dtype=np.int64)):
-        available = counts.copy()
-        if query_in_database:
-            available[cls] -= 1
-        order = np.argsort(-sims[cls], kind="stable")
-        values = np.repeat(sims[cls][order], np.maximum(available[order], 0))[:depth]
-        cumulative = np.cumsum(values)
-        out[row, : len(cumulative)] = cumulative
-        out[row, len(cumulative) :] = cumulative[-1] if len(cumulative) else 0.0
-    return out
+    return np.cumsum(best_similarities(similarity, database_labels, classes, depth, query_in_database), axis=1)
 
 
 def hierarchical_precision_curves(
@@ -107,7 +126,7 @@ def hierarchical_precision_curves(
     query_in_database: bool = True,
 ) -> FloatArray:
     """HP@1..HP@depth per query, shape (queries, depth); missing results count as similarity 0."""
-    queries, results = _check(query_labels, result_labels, [depth])
+    queries, results = check_results(query_labels, result_labels, [depth])
     sims = np.asarray(similarity, dtype=np.float64)
     gained = np.where(results[:, :depth] >= 0, sims[queries[:, None], np.maximum(results[:, :depth], 0)], 0.0)
     classes, inverse = np.unique(queries, return_inverse=True)
@@ -128,16 +147,27 @@ def average_hierarchical_precision_at_k(curves: FloatArray, ks: Sequence[int]) -
 def balanced_accuracy_at_k(
     query_labels: npt.ArrayLike, result_labels: npt.ArrayLike, ks: Sequence[int], n_classes: int
 ) -> dict[int, float]:
-    """Balanced accuracy of the majority label of the top k results, for each k."""
-    queries, results = _check(query_labels, result_labels, ks)
+    """Balanced accuracy of the majority label of the top k results, for each k.
+
+    A tie of counts goes to the class whose first result ranks best; a query with no result in its
+    top k gets no label (``NO_LABEL``: ``np.argmax`` of all-zero votes would say class 0) and so is
+    never right.
+    """
+    queries, results = check_results(query_labels, result_labels, ks)
+    rows_of = np.arange(len(queries))
     out = {}
     for k in ks:
         top = results[:, :k]
-        votes = np.zeros((len(queries), n_classes + 1))
-        weight = 1.0 + 1e-6 * (k - np.arange(k))  # ties: the better-ranked result's class wins
-        rows = np.repeat(np.arange(len(queries)), k)
-        np.add.at(votes, (rows, np.where(top >= 0, top, n_classes).ravel()), np.tile(weight, len(queries)))
-        predicted = np.argmax(votes[:, :n_classes], axis=1)
+        rows = np.repeat(rows_of, k)
+        columns = np.where(top >= 0, top, n_classes).ravel()
+        counts = np.zeros((len(queries), n_classes + 1), dtype=np.int64)
+        np.add.at(counts, (rows, columns), 1)
+        first = np.full((len(queries), n_classes + 1), k, dtype=np.int64)
+        np.minimum.at(first, (rows, columns), np.tile(np.arange(k), len(queries)))
+        # the count first, then the better first rank: count x (k + 1) + (k - first rank), exact
+        key = counts[:, :n_classes] * (k + 1) + (k - first[:, :n_classes])
+        found = counts[:, :n_classes].any(axis=1)
+        predicted = np.where(found, np.argmax(key, axis=1), NO_LABEL)
         recalls = [np.mean(predicted[queries == c] == c) for c in np.unique(queries)]
         out[k] = float(np.mean(recalls))
     return out
