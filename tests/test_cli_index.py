@@ -101,3 +101,25 @@ def test_index_errors_are_clear(features_file: Path, tmp_path: Path) -> None:
     (tmp_path / "junk.npz").write_bytes(b"junk")
     junk = semret("query", "vector", "--index", tmp_path / "junk.npz", "--image-id", "1")
     assert junk.exit_code == 1 and "not a readable semret vector index" in junk.stderr
+
+
+@pytest.mark.parametrize(
+    ("spec", "cls_name"),
+    [
+        ("neural-lsh:n_bits=16,n_tables=10,bits_per_table=8,epochs=3", "NeuralLSHIndex"),
+        ("neural-lsh-knn:n_bits=4,n_tables=3,neighbours=4,epochs=2", "KnnNeuralLSHIndex"),
+    ],
+)
+def test_the_neural_lsh_kinds_build_and_answer(features_file: Path, tmp_path: Path, spec: str, cls_name: str) -> None:
+    out = tmp_path / "neural.npz"
+    kind = spec.partition(":")[0]
+    built = ok("index", "build", "--spec", spec, "--features", features_file, "--out", out)
+    assert f"{kind} index of 120 vectors (8 dims)" in built.stdout
+    index = load_index(out)
+    assert type(index).__name__ == cls_name and index.kind == kind
+    found = nearest(out, 500, 5)
+    assert 0 < found["candidates"] <= 120 and all(r["image_id"] != 500 for r in found["results"])
+    bad = semret(
+        "index", "build", "--spec", "neural-lsh:n_bits=8,bits_per_table=12", "--features", features_file, "--out", out
+    )
+    assert bad.exit_code == 1 and "bits_per_table (12) must be at most n_bits (8)" in bad.stderr

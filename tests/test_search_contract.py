@@ -103,7 +103,7 @@ def test_get_params_reads_the_signature_and_check_is_fitted_the_learned_state() 
         check_is_fitted(model)
     model.weights_ = [1.0]
     check_is_fitted(model)
-    for kind in ("exact", "lsh", "kmeans", "neural-lsh"):
+    for kind in ("exact", "lsh", "kmeans", "neural-lsh", "neural-lsh-knn"):
         index = make_index(kind, 4)
         params = index.get_params()
         assert params.pop("dim") == 4 and "progress" not in params

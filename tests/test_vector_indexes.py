@@ -28,7 +28,8 @@ KINDS: dict[str, dict[str, Any]] = {
     "exact": {},
     "lsh": {"n_bits": 6, "n_tables": 3, "n_probes": 2, "seed": 1},
     "kmeans": {"n_clusters": 6, "n_probe": 2, "seed": 1},
-    "neural-lsh": {"n_bits": 6, "n_tables": 3, "epochs": 2, "batch_size": 50, "seed": 1},
+    "neural-lsh": {"n_bits": 8, "n_tables": 3, "bits_per_table": 4, "epochs": 2, "batch_size": 50, "seed": 1},
+    "neural-lsh-knn": {"n_bits": 6, "n_tables": 3, "epochs": 2, "batch_size": 50, "seed": 1},
 }
 DIM = 16
 N = 300

@@ -45,6 +45,9 @@ class VectorIndex(Configurable, SearcherBase, ABC):
     #: The learned attribute that `check_is_fitted` looks at (for indexes with ``needs_fit``).
     fitted_attribute: ClassVar[str | None] = None
     score_name = "cosine"
+    #: Kinds that earlier versions of semret saved this class's files under (a kind that was
+    #: renamed); `load_index` reads such a file as this class when its parameters are this class's.
+    former_kinds: ClassVar[tuple[str, ...]] = ()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -176,7 +179,9 @@ class VectorIndex(Configurable, SearcherBase, ABC):
 
 
 def load_index(path: str | Path) -> VectorIndex:
-    """Read an index written by `VectorIndex.save`, of whatever kind it is."""
+    """Read an index written by `VectorIndex.save`, of whatever kind it is. A file of a kind that
+    was renamed since (``neural-lsh`` of semret before the published PermGNN scheme took that name)
+    is read as the class that now has its parameters (`VectorIndex.former_kinds`)."""
     file = Path(path)
     try:
         with np.load(file, allow_pickle=False) as archive:
@@ -184,17 +189,34 @@ def load_index(path: str | Path) -> VectorIndex:
         header = json.loads(str(arrays["header"]))
     except (OSError, ValueError, KeyError) as exc:
         raise SemretError(f"{file}: not a readable semret vector index ({exc})") from exc
-    if not isinstance(header, dict) or header.get("format") != FILE_FORMAT or header.get("kind") not in _REGISTRY:
-        kind = header.get("kind") if isinstance(header, dict) else None
+    kind = header.get("kind") if isinstance(header, dict) else None
+    cls = _file_class(kind, header.get("params") if isinstance(header, dict) else None)
+    if not isinstance(header, dict) or header.get("format") != FILE_FORMAT or cls is None:
         raise SemretError(f"{file}: not a semret vector index (or of an unknown kind {kind!r})")
     try:
-        index = _REGISTRY[header["kind"]](**{**header["params"], "dim": header["dim"]})
+        index = cls(**{**header["params"], "dim": header["dim"]})
     except (TypeError, KeyError) as exc:
-        raise SemretError(f"{file}: the index's parameters do not fit a {header['kind']} index ({exc})") from exc
+        raise SemretError(f"{file}: the index's parameters do not fit a {kind} index ({exc})") from exc
     index._restore({key.removeprefix("state_"): value for key, value in arrays.items() if key.startswith("state_")})
     if len(arrays["ids"]):
         index.add(arrays["ids"], arrays["vectors"])
     return index
+
+
+def _file_class(kind: Any, params: Any) -> type[VectorIndex] | None:
+    """The class that reads a file of ``kind`` with ``params``: the kind's own class where the
+    parameters are its own, else a class that once had that kind and has those parameters (else
+    the kind's own class, whose error then names what does not fit; None for an unknown kind)."""
+    if not isinstance(kind, str):
+        return None
+    names = set(params) if isinstance(params, dict) else set()
+    current = _REGISTRY.get(kind)
+    if current is not None and names <= set(current.param_names()):
+        return current
+    for cls in _REGISTRY.values():
+        if kind in cls.former_kinds and names <= set(cls.param_names()):
+            return cls
+    return current
 
 
 def read_index_extra(path: str | Path) -> dict[str, npt.NDArray[Any]]:
@@ -207,7 +229,7 @@ def read_index_extra(path: str | Path) -> dict[str, npt.NDArray[Any]]:
 
 
 def index_kinds() -> list[str]:
-    """The kinds of index there are (``exact``, ``lsh``, ``kmeans``, ``neural-lsh``)."""
+    """The kinds of index there are (``exact``, ``kmeans``, ``lsh``, ``neural-lsh``, ``neural-lsh-knn``)."""
     return sorted(_REGISTRY)
 
 

@@ -1,87 +1,88 @@
-"""Neural LSH: L tables of learned H-bit hash functions; candidates are the query's L buckets.
+"""Neural LSH as published: PermGNN's learned hash (Roy, De & Chakrabarti, "Adversarial
+Permutation Guided Node Representations for Link Prediction", AAAI 2021, arXiv 2012.08974), on
+image features. Kind ``neural-lsh``; semret's earlier reading is ``neural-lsh-knn``.
 
-The published assignment's setting (H = 16 bits, L = 10 tables, J = 8, batches of 125 with 10
-random negatives per point) is the default; everything is configurable. Its text is not at hand,
-so this is how the parameters are read here:
+Followed from the official code (github.com/Indradyumna/PermGNN, ``minmax/hashing_main.py`` and
+``minmax/locality_sensitive_hashing.py``):
 
-- J (``neighbours``) is the number of nearest neighbours, by cosine and found exactly on the
-  fit vectors, that count as positives of a point: the pairs the hash should make collide. (The
-  other readings that come to mind, a hidden-layer width or a number of probes, fit the phrase
-  "neighbours collide and random negatives do not" worse: that objective needs a neighbour set.)
-- the negatives of a point are ``negatives`` points drawn at random (with replacement, never the
-  point itself) from its own training batch of ``batch_size`` points.
+- the code (``HashCodeGenerator.forward``): ONE learned H-bit code per point,
+  ``h(x) = tanh(W x + b)``, a linear layer then tanh; W starts N(0, 1) (``nn.init.normal_``), b as
+  torch's ``nn.Linear`` does, U(-1/sqrt(d), 1/sqrt(d)). H = ``n_bits`` = 16 (``--HASHCODE_DIM``).
+- the loss (``HashCodeGenerator.computeLoss`` and the loop of ``run_graph_lp_hash``), on a batch
+  of B points: ``balance_weight / B * sum_i |sum_b h_ib|`` (each code as many +1 as -1 bits,
+  ``loss1``), ``+ quantisation_weight / B * sum_i sum_b ||h_ib| - 1|`` (bits pushed to +-1,
+  ``loss2``), ``+ (1 - balance_weight - quantisation_weight) / B^2 * sum_{i != j non-neighbours}
+  |h_i . h_j|`` (codes of non-neighbour pairs decorrelated, ``loss3``). The weights are
+  ``--LAMBDA1`` = ``--LAMBDA2`` = 0.01; plain SGD with learning rate 0.05 (``--LEARNING_RATE_FUNC``);
+  the points shuffled every epoch; ``--NUM_EPOCHS`` = 200 and the official early stopping
+  (``EarlyStoppingModule(av, 50, 0.001)`` on minus the epoch's summed loss: stop once it has not
+  improved by 0.001 for more than 50 epochs).
+- the tables (``LSH.init_hash_functions``, ``assign_bucket``, ``bucketify``): L = ``n_tables`` = 10
+  tables, each keyed on J = ``bits_per_table`` = 8 distinct bits of the one code, chosen at random
+  (the first J of the bit positions shuffled again for each table), 2^J buckets a table; a bit is
+  1 where ``sign(h) > 0`` (``max(sign(h), 0)``), the table's first chosen bit the most significant
+  of the key. Candidates (``get_hash_lp_scores``): the points sharing a bucket, here the union of
+  the query's L buckets, ranked by cosine (``compute_lp_scores``).
 
-The idea is learning to hash: hash functions learned from neighbour and negative pairs instead of
-drawn at random (random-hyperplane LSH). Each table has its own network from the unit vector to H
-logits, a linear map (learned hyperplanes with offsets) or, with ``hidden``, one ReLU hidden layer;
-a bit is set where its logit is > 0, and the H bits are the table's bucket key. The networks start
-as random hyperplanes through the origin, i.e. as random-hyperplane LSH, and are trained so that:
+Adapted for image features (PermGNN hashes the nodes of a graph, whose neighbours are its edges;
+``init_non_nbr_mat`` marks every pair that is not a training edge as a non-neighbour pair):
 
-- neighbours collide: reading the soft bit ``s = tanh(logit)`` as the expectation of a +-1 bit,
-  two points agree on bit j with probability ``(1 + s_j t_j) / 2``, so they share a bucket with
-  probability ``P(x, y) = prod_j (1 + s_j t_j) / 2``; the loss has ``-log P(x, p)`` (per bit, i.e.
-  divided by H) for each of the J positives p of x,
-- random negatives do not: ``-log(1 - P(x, n))`` for each negative n (a pair already apart costs
-  almost nothing, so only negatives that drift into x's bucket push back),
-- buckets stay balanced (``balance_weight`` x): the batch mean of every soft bit is kept near 0
-  (each bit ~50% on) and the bits of a table uncorrelated (their batch covariance off the diagonal
-  near 0), so the H bits split the data into many buckets instead of a few big ones. (The negatives
-  term alone is too weak for that: a random pair's P is tiny, and so is its gradient. With a weight
-  of 0.3 some bits went constant and the buckets grew ~100-fold; with the mean term only, bits
-  correlated and buckets were uneven, no better than random hyperplanes.)
+- the graph is the cosine kNN graph of the fit vectors (``neighbours_by="cosine"``): i and j are
+  neighbours when one is among the other's ``neighbours`` nearest (exact cosine), non-neighbours
+  otherwise; or, with ``neighbours_by="label"``, when they have the same label (``fit`` then needs
+  labels). The input is the L2-normalised feature vector (PermGNN's: the node embedding).
+- ``loss3`` over ``negatives`` = 10 non-neighbours per point sampled (without replacement, uniformly)
+  from its batch of ``batch_size`` = 125, as the assignment citing the paper did ("sampled 10
+  negatives for each datapoint, from batches of size 125"), divided by B * negatives (the mean
+  over the sampled pairs, where the official 1 / B^2 is about the mean over all pairs);
+  ``negatives=None`` takes every non-neighbour pair of the batch, divided by B^2, as the official
+  code does. (The official default batch is 128, ``--BATCH_SIZE``.)
+- at most ``fit_sample`` fit vectors (a seeded random sample) train the code, so that the exact
+  kNN graph stays affordable; the official code trains on every node.
+- the training is seeded (a local ``torch.Generator`` for the initial weights, the shuffles and the
+  negatives; numpy's ``default_rng(seed)`` for the sample and the bit subsets), on the CPU, one
+  thread: the same seed gives the same code, tables and results on the same machine.
 
-The optimiser is Adam. H sets the bucket size, about ``n / 2^H`` points: for large collections
-fewer bits give higher recall (recall and candidates against random-hyperplane LSH are measured
-in docs/benchmarks.md, ``benchmarks/index_sweep.py``).
-
-The tables are trained at once (one batched tensor program) but independently: each has its own
-initial hyperplanes, batch order and negatives, drawn from its own seed, and its own loss over its
-own parameters (Adam's steps are per parameter, so no table's training depends on another's), so
-they differ as independent LSH tables do. Training is seeded and reproducible on the same machine
-(`torch.Generator`, no global seeding), on the CPU, one thread. For many fit vectors the neighbours
-are found and the networks trained on a random sample of ``fit_sample`` of them, which bounds
-the fitting time (build times are in docs/benchmarks.md).
+Only the sign of ``W x + b`` matters after training, so hashing is numpy (float64): a loaded index
+needs no torch to search.
 """
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
 from semret.core.cosine import CosineIndex, normalise
 from semret.core.params import check_is_fitted
-from semret.core.validation import check_int, check_number, check_optional_int
+from semret.core.validation import check_choice, check_int, check_number, check_optional_int, check_seed
 from semret.errors import SemretError
 from semret.indexes.base import VectorIndex
 from semret.indexes.buckets import MAX_BITS, BucketTables, bucket_keys
+from semret.indexes.learned import Progress, one_thread
 
-if TYPE_CHECKING:  # torch is imported where it runs: it is slow to import, and the other indexes need none
+if TYPE_CHECKING:  # torch is imported where it trains: slow to import, and searching needs none
     import torch
 
-#: progress(stage, done, total): stage is "neighbours" (done = points), "training" (done = steps)
-#: or "hashing" (done = vectors put in buckets).
-Progress = Callable[[str, int, int], None]
+__all__ = ["NeuralLSHIndex", "loss_terms", "weighted_loss"]
 
-#: Vectors hashed at once (bounds the (tables, vectors, bits) logits in memory).
-_HASH_CHUNK = 8192
+#: The largest code: as `SemanticHasher`'s (the tables key on at most 64 of its bits).
+MAX_CODE_BITS = 1024
+#: Vectors hashed at once (bounds the float64 (vectors, H) projections in memory).
+_HASH_CHUNK = 1 << 16
 #: Points whose exact neighbours are searched at once.
 _NEIGHBOUR_CHUNK = 4096
-#: Keeps the logs of the soft collision probabilities finite.
-_TINY = 1e-6
+NEIGHBOURS_BY = ("cosine", "label")
 
 
-class NeuralLSH(VectorIndex):
-    """Learned-hash LSH: ``n_tables`` tables of ``n_bits``-bit learned hash functions, one probe each;
-    see the module docstring for the training."""
+class NeuralLSHIndex(VectorIndex):
+    """PermGNN's hashing: one learned ``n_bits`` code, ``n_tables`` tables of ``bits_per_table`` of
+    its bits; see the module docstring for the code, the loss and what was adapted."""
 
     kind = "neural-lsh"
     needs_fit = True
-    fitted_attribute = "layers_"
+    fitted_attribute = "weights_"
     _unsaved_params = frozenset({"progress"})
 
     def __init__(
@@ -89,249 +90,351 @@ class NeuralLSH(VectorIndex):
         dim: int,
         n_bits: int = 16,
         n_tables: int = 10,
-        neighbours: int = 8,
-        negatives: int = 10,
+        bits_per_table: int = 8,
+        balance_weight: float = 0.01,
+        quantisation_weight: float = 0.01,
+        learning_rate: float = 0.05,
+        epochs: int = 200,
+        patience: int | None = 50,
+        min_delta: float = 0.001,
         batch_size: int = 125,
-        epochs: int = 5,
-        learning_rate: float = 0.02,
-        hidden: int | None = None,
+        negatives: int | None = 10,
+        neighbours: int = 10,
+        neighbours_by: str = "cosine",
         fit_sample: int = 20_000,
-        balance_weight: float = 1.0,
         seed: int = 0,
         progress: Progress | None = None,
     ) -> None:
         super().__init__(dim)
-        self.n_bits = check_int("n_bits", n_bits, 1, MAX_BITS)
+        self.n_bits = check_int("n_bits", n_bits, 1, MAX_CODE_BITS)
         self.n_tables = check_int("n_tables", n_tables, 1)
-        self.neighbours = check_int("neighbours", neighbours, 1)
-        self.negatives = check_int("negatives", negatives, 1)
-        self.batch_size = check_int("batch_size", batch_size, 2)
-        if batch_size <= negatives:
+        self.bits_per_table = check_int("bits_per_table", bits_per_table, 1, MAX_BITS)
+        if self.bits_per_table > self.n_bits:
             raise SemretError(
-                f"batch_size ({batch_size}) must exceed negatives ({negatives}): negatives come from the batch"
+                f"bits_per_table ({bits_per_table}) must be at most n_bits ({n_bits}): each table keys on "
+                "bits_per_table of the code's n_bits bits"
             )
-        self.epochs = check_int("epochs", epochs, 1)
-        self.fit_sample = check_int("fit_sample", fit_sample, neighbours + 1)
-        self.seed = check_int("seed", seed, 0)
-        self.hidden = check_optional_int("hidden", hidden, 1)
+        self.balance_weight = check_number("balance_weight", balance_weight, 0, 1)
+        self.quantisation_weight = check_number("quantisation_weight", quantisation_weight, 0, 1)
+        if self.balance_weight + self.quantisation_weight > 1:
+            raise SemretError(
+                f"balance_weight ({balance_weight}) + quantisation_weight ({quantisation_weight}) must be at "
+                "most 1: the decorrelation term is weighted 1 minus their sum"
+            )
         self.learning_rate = check_number("learning_rate", learning_rate, 0, low_open=True)
-        self.balance_weight = check_number("balance_weight", balance_weight, 0)
+        self.epochs = check_int("epochs", epochs, 1)
+        self.patience = check_optional_int("patience", patience, 0)
+        self.min_delta = check_number("min_delta", min_delta, 0)
+        self.batch_size = check_int("batch_size", batch_size, 2)
+        self.negatives = check_optional_int("negatives", negatives, 1)
+        if self.negatives is not None and self.negatives >= self.batch_size:
+            raise SemretError(
+                f"negatives ({negatives}) must be less than batch_size ({batch_size}): they are drawn from the batch"
+            )
+        self.neighbours = check_int("neighbours", neighbours, 1)
+        self.neighbours_by = check_choice("neighbours_by", neighbours_by, NEIGHBOURS_BY)
+        self.fit_sample = check_int("fit_sample", fit_sample, 2)
+        self.seed = check_seed(seed)
         self.progress = progress
-        #: Per layer, (weights (L, in, out), biases (L, out)) of all tables; None before fit.
-        self.layers_: list[tuple[torch.Tensor, torch.Tensor]] | None = None
+        #: (dim, H) weights and (H,) bias of the code's linear layer (float32); None before fit.
+        self.weights_: npt.NDArray[np.float32] | None = None
+        self.bias_: npt.NDArray[np.float32] | None = None
+        #: (L, J) bit positions of the code that key each table, the first the most significant.
+        self.bit_subsets_: npt.NDArray[np.int64] | None = None
+        #: The summed batch losses of each epoch trained (the official ``totalEpochLoss``).
         self.loss_history_: list[float] = []
         self.tables = BucketTables(self.n_tables)
 
     # --- training ------------------------------------------------------------------------------
 
     def _fit(self, vectors: npt.NDArray[np.float32], labels: npt.NDArray[np.int64] | None) -> None:
-        """Train the hash networks on (a sample of) the unit vectors; ``labels`` are not used."""
+        """Train the code on (a sample of) the unit vectors, draw the tables' bits, re-hash what is held."""
         import torch
 
-        sample = self._sample(vectors)
-        positives = torch.from_numpy(self._neighbours(sample))
-        with _one_thread():
-            self._train(torch.from_numpy(sample), positives)
+        if self.neighbours_by == "label" and labels is None:
+            raise SemretError(f"a {self.kind} index with neighbours_by='label' needs labels to fit")
+        chosen = self._sample(len(vectors))
+        sample = vectors[chosen]
+        if self.neighbours_by == "label":
+            assert labels is not None
+            graph: _Graph = _LabelGraph(labels[chosen])
+        else:
+            graph = _KnnGraph(self._neighbour_lists(sample))
+        with one_thread():
+            weights, bias = self._train(torch.from_numpy(np.ascontiguousarray(sample)), graph)
+        self.weights_, self.bias_ = weights, bias
+        self.bit_subsets_ = draw_bit_subsets(self.n_bits, self.n_tables, self.bits_per_table, self.seed)
         self.tables = BucketTables(self.n_tables)
-        if self.ntotal:  # fitted again after vectors were added: hash them with the new networks
-            self.tables.add(self._keys(self.store.vectors(), self.progress), self.store.ids)
+        if self.ntotal:  # fitted again after vectors were added: hash them with the new code
+            self.tables.add(self._keys(self.store.vectors()), self.store.ids)
 
-    def _train(self, data: torch.Tensor, positives: torch.Tensor) -> None:
-        """Train the networks of all tables on unit vectors ``data`` with ``positives`` (n, J)."""
-        import torch
-
-        n, tables = len(data), self.n_tables
-        generators = [torch.Generator().manual_seed(self.seed * 1_000_003 + table) for table in range(tables)]
-        layers = self._initial_layers(generators)
-        parameters = [tensor for layer in layers for tensor in layer]
-        for tensor in parameters:
-            tensor.requires_grad_(True)
-        optimiser = torch.optim.Adam(parameters, lr=self.learning_rate)
-        batch = min(self.batch_size, n)
-        steps_per_epoch = n // batch  # full batches only: every batch has `batch` points to draw negatives from
-        total_steps = self.epochs * steps_per_epoch
-        self.loss_history_ = []
-        for epoch in range(self.epochs):
-            orders = torch.stack([torch.randperm(n, generator=g) for g in generators])  # (L, n)
-            negatives = torch.stack(  # (L, steps, batch, negatives): offsets 1..batch-1 skip the point itself
-                [torch.randint(1, batch, (steps_per_epoch, batch, self.negatives), generator=g) for g in generators]
-            )
-            total = 0.0
-            for step in range(steps_per_epoch):
-                chosen = orders[:, step * batch : (step + 1) * batch]  # (L, B)
-                picked = (torch.arange(batch)[None, :, None] + negatives[:, step]) % batch  # (L, B, M)
-                loss = self._loss(layers, data, positives, chosen, picked)
-                optimiser.zero_grad()
-                loss.backward()
-                optimiser.step()
-                total += float(loss.detach())
-                if self.progress:
-                    self.progress("training", epoch * steps_per_epoch + step + 1, total_steps)
-            self.loss_history_.append(total / (tables * steps_per_epoch))
-        self.layers_ = [(weights.detach().clone(), biases.detach().clone()) for weights, biases in layers]
-
-    def _sample(self, vectors: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-        """At most ``fit_sample`` of the vectors, drawn at random (seeded), in their order."""
-        if len(vectors) < self.neighbours + 1:
+    def _sample(self, n: int) -> npt.NDArray[np.int64]:
+        """Positions of the fit vectors trained on: all, or ``fit_sample`` drawn at random (seeded)."""
+        if self.neighbours_by == "cosine" and n < self.neighbours + 1:
             raise SemretError(
                 f"a {self.kind} index with {self.neighbours} neighbours needs at least {self.neighbours + 1} "
-                f"fit vectors, got {len(vectors)}"
+                f"fit vectors, got {n}"
             )
-        if len(vectors) <= self.fit_sample:
-            return vectors
-        chosen = np.sort(np.random.default_rng(self.seed).choice(len(vectors), self.fit_sample, replace=False))
-        return vectors[chosen]
+        if n <= self.fit_sample:
+            return np.arange(n, dtype=np.int64)
+        return np.sort(np.random.default_rng(self.seed).choice(n, self.fit_sample, replace=False))
 
-    def _neighbours(self, sample: npt.NDArray[np.float32]) -> npt.NDArray[np.int64]:
-        """(n, J): positions of each point's J most similar other points (exact cosine, ties by position)."""
-        n, j = len(sample), self.neighbours
+    def _neighbour_lists(self, sample: npt.NDArray[np.float32]) -> npt.NDArray[np.int64]:
+        """(n, neighbours): each point's nearest other points (exact cosine, ties by position)."""
+        n, k = len(sample), self.neighbours
         exact = CosineIndex(self.dim)
         exact.add(np.arange(n), sample)
-        result = np.empty((n, j), dtype=np.int64)
+        result = np.empty((n, k), dtype=np.int64)
         for start in range(0, n, _NEIGHBOUR_CHUNK):
             stop = min(start + _NEIGHBOUR_CHUNK, n)
-            _, found = exact.search(sample[start:stop], j + 1)
+            _, found = exact.search(sample[start:stop], k + 1)
             others = found != np.arange(start, stop)[:, None]
-            others[others.sum(axis=1) > j, -1] = False  # the point is not among them (duplicates): keep the first J
-            result[start:stop] = found[others].reshape(-1, j)
+            others[others.sum(axis=1) > k, -1] = False  # the point is not among them (duplicates): keep k
+            result[start:stop] = found[others].reshape(-1, k)
             if self.progress:
                 self.progress("neighbours", stop, n)
         return result
 
-    def _layer_shapes(self) -> list[tuple[int, int]]:
-        """(inputs, outputs) of each layer of a table's network."""
-        sizes = [self.dim, self.n_bits] if self.hidden is None else [self.dim, self.hidden, self.n_bits]
-        return list(itertools.pairwise(sizes))
-
-    def _initial_layers(self, generators: list[torch.Generator]) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """Per layer, stacked over tables: random Gaussian hyperplanes through the origin (random-
-        hyperplane LSH to start from), scaled so a unit vector's outputs have unit variance."""
+    def _train(self, data: torch.Tensor, graph: _Graph) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+        """SGD on the PermGNN loss, as ``run_graph_lp_hash``: shuffled batches, every point once an
+        epoch (the last batch may be smaller), stopped after ``epochs`` or by the official rule. The
+        update ``p -= lr * grad`` is written out: `torch.optim` would import torch._dynamo (seconds)."""
         import torch
 
-        layers = []
-        for fan_in, fan_out in self._layer_shapes():
-            scale = 1.0 if fan_in == self.dim else (2.0 / fan_in) ** 0.5  # inputs are unit vectors
-            weights = torch.stack([torch.randn(fan_in, fan_out, generator=g) * scale for g in generators])
-            layers.append((weights, torch.zeros(self.n_tables, fan_out)))
-        return layers
+        generator = torch.Generator().manual_seed(self.seed)
+        n = len(data)
+        weights = torch.randn(self.dim, self.n_bits, generator=generator)  # nn.init.normal_
+        bound = 1.0 / self.dim**0.5  # nn.Linear's bias initialisation
+        bias = (torch.rand(self.n_bits, generator=generator) * 2 - 1) * bound
+        parameters = (weights.requires_grad_(True), bias.requires_grad_(True))
+        stopper = _EarlyStopping(self.patience, self.min_delta)
+        self.loss_history_ = []
+        for epoch in range(self.epochs):
+            order = torch.randperm(n, generator=generator)
+            total = 0.0
+            for start in range(0, n, self.batch_size):
+                batch = order[start : start + self.batch_size]
+                codes = torch.tanh(data[batch] @ weights + bias)
+                non_neighbours = torch.from_numpy(graph.non_neighbours(batch.numpy()))
+                rows, columns = self._pairs(non_neighbours, generator)
+                balance, quantisation, decorrelation = loss_terms(codes, rows, columns)
+                loss = weighted_loss(
+                    balance,
+                    quantisation,
+                    decorrelation,
+                    len(batch),
+                    len(batch) * len(batch) if self.negatives is None else len(batch) * self.negatives,
+                    self.balance_weight,
+                    self.quantisation_weight,
+                )
+                gradients = torch.autograd.grad(loss, parameters)
+                with torch.no_grad():  # plain SGD, as torch.optim.SGD(lr) without momentum
+                    for parameter, gradient in zip(parameters, gradients, strict=True):
+                        parameter.sub_(gradient, alpha=self.learning_rate)
+                total += float(loss.detach())
+            self.loss_history_.append(total)
+            if self.progress:
+                self.progress("training", epoch + 1, self.epochs)
+            if stopper.stop(total):
+                break
+        return weights.detach().numpy().copy(), bias.detach().numpy().copy()
 
-    def _loss(
-        self,
-        layers: list[tuple[torch.Tensor, torch.Tensor]],
-        data: torch.Tensor,
-        positives: torch.Tensor,
-        chosen: torch.Tensor,
-        picked: torch.Tensor,
-    ) -> torch.Tensor:
-        """Sum over tables of each table's loss on its batch ``chosen`` (L, B) with negatives at the
-        batch positions ``picked`` (L, B, M): collide with positives, not with negatives, balanced."""
+    def _pairs(self, non_neighbours: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """Batch positions (rows, columns) of the pairs ``loss3`` sums over: every non-neighbour pair,
+        or ``negatives`` non-neighbours of each point drawn uniformly without replacement (fewer
+        where the batch holds fewer)."""
         import torch
 
-        tables, batch = chosen.shape
-        j, h = self.neighbours, self.n_bits
-        points = torch.cat([chosen, positives[chosen].reshape(tables, batch * j)], dim=1)  # (L, B + B*J)
-        soft = torch.tanh(_logits(layers, data[points]))  # (L, B + B*J, H)
-        own, near = soft[:, :batch], soft[:, batch:].reshape(tables, batch, j, h)
-        far = torch.gather(own, 1, picked.reshape(tables, -1, 1).expand(-1, -1, h)).reshape(tables, batch, -1, h)
-        log_near = _log_collision(own[:, :, None], near)  # (L, B, J)
-        log_far = _log_collision(own[:, :, None], far)  # (L, B, M)
-        collide = -log_near.mean() / h
-        apart = -torch.log1p(-torch.exp(log_far).clamp(max=1 - _TINY)).mean()
-        mean_bits = own.mean(dim=1)  # (L, H)
-        centred = own - mean_bits[:, None]
-        correlation = centred.transpose(1, 2) @ centred / batch  # (L, H, H)
-        off_diagonal = correlation - torch.diag_embed(torch.diagonal(correlation, dim1=1, dim2=2))
-        balance = (mean_bits**2).mean() + (off_diagonal**2).sum(dim=(1, 2)).mean() / max(1, h * (h - 1))
-        # Each table's loss is a mean over its own batch; the sum over tables trains them side by side.
-        return (collide + apart + self.balance_weight * balance) * tables
+        if self.negatives is None:
+            rows, columns = torch.nonzero(non_neighbours, as_tuple=True)
+            return rows, columns
+        size = len(non_neighbours)
+        keys = torch.rand((size, size), generator=generator).masked_fill_(~non_neighbours, -1.0)
+        drawn = min(self.negatives, size)
+        picked_keys, picked = torch.topk(keys, drawn, dim=1)
+        valid = picked_keys >= 0
+        rows = torch.arange(size)[:, None].expand(-1, drawn)
+        return rows[valid], picked[valid]
 
     # --- hashing -------------------------------------------------------------------------------
+
+    def codes(self, vectors: npt.ArrayLike) -> npt.NDArray[np.float64]:
+        """(n, H) codes ``tanh(W x + b)`` of (n, dim) vectors, normalised first (float64)."""
+        return np.tanh(self._projections(normalise(vectors, self.dim)))
 
     def hash_keys(self, vectors: npt.ArrayLike) -> npt.NDArray[np.uint64]:
         """(n, L) bucket keys of (n, dim) vectors, normalised first: the bucket of each in each table."""
         return self._keys(normalise(vectors, self.dim))
 
-    def _keys(self, vectors: npt.NDArray[np.float32], progress: Progress | None = None) -> npt.NDArray[np.uint64]:
-        """(n, L) bucket keys of unit vectors: bit j of table t is set where its logit is > 0."""
-        import torch
+    def _projections(self, unit: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
+        check_is_fitted(self, "weights_")
+        assert self.weights_ is not None and self.bias_ is not None
+        return unit.astype(np.float64) @ self.weights_.astype(np.float64) + self.bias_.astype(np.float64)
 
-        check_is_fitted(self, "layers_")
-        assert self.layers_ is not None
-        keys = np.empty((len(vectors), self.n_tables), dtype=np.uint64)
-        with torch.no_grad(), _one_thread():
-            for start in range(0, len(vectors), _HASH_CHUNK):
-                chunk = torch.from_numpy(vectors[start : start + _HASH_CHUNK])
-                logits = _logits(self.layers_, chunk.expand(self.n_tables, -1, -1))  # (L, n, H)
-                keys[start : start + len(chunk)] = bucket_keys((logits > 0).numpy()).T
-                if progress:
-                    progress("hashing", start + len(chunk), len(vectors))
+    def _keys(self, unit: npt.NDArray[np.float32]) -> npt.NDArray[np.uint64]:
+        """(n, L) keys of unit vectors: table t's bits ``sign(h) > 0`` at ``bit_subsets_[t]``, packed
+        first bit most significant (``LSH.assign_bucket``)."""
+        check_is_fitted(self, "weights_")
+        assert self.bit_subsets_ is not None
+        # bucket_keys makes the last bit the most significant: the subsets reversed give the official order.
+        reversed_subsets = self.bit_subsets_[:, ::-1]
+        keys = np.empty((len(unit), self.n_tables), dtype=np.uint64)
+        for start in range(0, len(unit), _HASH_CHUNK):
+            bits = self._projections(unit[start : start + _HASH_CHUNK]) > 0  # tanh keeps the sign
+            keys[start : start + len(bits)] = bucket_keys(bits[:, reversed_subsets])
         return keys
 
     def _add(self, ids: npt.NDArray[np.int64], vectors: npt.NDArray[np.float32]) -> None:
-        self.tables.add(self._keys(vectors, self.progress), ids)
+        self.tables.add(self._keys(vectors), ids)
 
     def _candidates(self, queries: npt.NDArray[np.float32]) -> list[npt.NDArray[np.int64]]:
-        """The ids in the query's bucket of each table (one probe per table; the base drops repeats)."""
+        """The ids in the query's bucket of each table: their union (the base drops repeats)."""
+        if len(queries) == 0:
+            return []
         return self.tables.lookup(self._keys(queries)[:, :, None])
 
     # --- files ---------------------------------------------------------------------------------
 
     def _state(self) -> dict[str, npt.NDArray[Any]]:
-        state: dict[str, npt.NDArray[Any]] = {}
-        for layer, (weights, biases) in enumerate(self.layers_ or []):
-            state[f"weights_{layer}"] = weights.numpy().copy()
-            state[f"biases_{layer}"] = biases.numpy().copy()
-        return state
+        if self.weights_ is None or self.bias_ is None or self.bit_subsets_ is None:
+            return {}
+        return {"weights": self.weights_, "bias": self.bias_, "bit_subsets": self.bit_subsets_}
 
     def _restore(self, state: dict[str, npt.NDArray[Any]]) -> None:
-        import torch
-
         if not state:
             return
-        layers = []
-        for layer, (fan_in, fan_out) in enumerate(self._layer_shapes()):
-            weights, biases = state.get(f"weights_{layer}"), state.get(f"biases_{layer}")
-            if weights is None or biases is None:
-                raise SemretError(f"the saved {self.kind} index lacks the weights of layer {layer}")
-            tables = self.n_tables
-            if weights.shape != (tables, fan_in, fan_out) or biases.shape != (tables, fan_out):
-                raise SemretError(
-                    f"the saved {self.kind} index has layer {layer} weights {weights.shape} and biases "
-                    f"{biases.shape}, its parameters need {(tables, fan_in, fan_out)} and {(tables, fan_out)}"
-                )
-            layers.append((torch.from_numpy(weights.astype(np.float32)), torch.from_numpy(biases.astype(np.float32))))
-        self.layers_ = layers
+        weights, bias, subsets = state.get("weights"), state.get("bias"), state.get("bit_subsets")
+        shapes = {"weights": (self.dim, self.n_bits), "bias": (self.n_bits,)}
+        for name, array in (("weights", weights), ("bias", bias)):
+            if array is None or array.shape != shapes[name] or array.dtype.kind != "f" or not np.isfinite(array).all():
+                got = "none" if array is None else f"{array.dtype} {array.shape}"
+                raise SemretError(f"corrupt {self.kind} index file: expected {shapes[name]} finite {name}, got {got}")
+        expected = (self.n_tables, self.bits_per_table)
+        if (
+            subsets is None
+            or subsets.shape != expected
+            or subsets.dtype.kind not in "iu"
+            or (subsets.size and (subsets.min() < 0 or subsets.max() >= self.n_bits))
+            or any(len(set(row.tolist())) != len(row) for row in subsets)
+        ):
+            got = "none" if subsets is None else f"{subsets.dtype} {subsets.shape}"
+            raise SemretError(
+                f"corrupt {self.kind} index file: expected {expected} distinct bit positions below {self.n_bits}, "
+                f"got {got}"
+            )
+        assert weights is not None and bias is not None
+        self.weights_, self.bias_ = weights.astype(np.float32), bias.astype(np.float32)
+        self.bit_subsets_ = subsets.astype(np.int64)
 
 
-@contextmanager
-def _one_thread() -> Iterator[None]:
-    """Run torch on one thread meanwhile (restored after). Its ops here are small (a batch of 125),
-    and torch's OpenMP threads then cost more than they save, most of all on a busy machine."""
+# --- the loss, as PermGNN's computeLoss ------------------------------------------------------------
+
+
+def loss_terms(
+    codes: torch.Tensor, rows: torch.Tensor, columns: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """PermGNN's three sums on a batch of (B, H) codes (``HashCodeGenerator.computeLoss``):
+    ``loss1 = sum_i |sum_b h_ib|`` (balance), ``loss2 = sum_i sum_b ||h_ib| - 1|`` (quantisation)
+    and ``loss3 = sum_p |h_rows[p] . h_columns[p]|`` over the given non-neighbour pairs
+    (decorrelation; the official code sums every ordered non-neighbour pair i != j)."""
     import torch
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
+    balance = codes.sum(dim=1).abs().sum()
+    quantisation = (codes.abs() - 1).abs().sum()
+    decorrelation = (codes[rows] * codes[columns]).sum(dim=1).abs().sum() if len(rows) else torch.zeros(())
+    return balance, quantisation, decorrelation
 
 
-def _logits(layers: list[tuple[torch.Tensor, torch.Tensor]], inputs: torch.Tensor) -> torch.Tensor:
-    """(L, n, H) logits of (L, n, dim) inputs, each table through its own layers (ReLU between)."""
-    import torch
+def weighted_loss(
+    balance: torch.Tensor,
+    quantisation: torch.Tensor,
+    decorrelation: torch.Tensor,
+    batch: int,
+    pairs: int,
+    balance_weight: float,
+    quantisation_weight: float,
+) -> torch.Tensor:
+    """The batch loss of ``run_graph_lp_hash``: ``LAMBDA1 / B * loss1 + LAMBDA2 / B * loss2 +
+    (1 - LAMBDA1 - LAMBDA2) / pairs * loss3``, where the official ``pairs`` is B^2."""
+    decorrelation_weight = 1.0 - balance_weight - quantisation_weight
+    return (
+        balance_weight / batch * balance
+        + quantisation_weight / batch * quantisation
+        + decorrelation_weight / pairs * decorrelation
+    )
 
-    outputs = inputs
-    for layer, (weights, biases) in enumerate(layers):
-        if layer:
-            outputs = torch.relu(outputs)
-        outputs = torch.baddbmm(biases[:, None, :], outputs, weights)
-    return outputs
+
+def draw_bit_subsets(n_bits: int, n_tables: int, bits_per_table: int, seed: int) -> npt.NDArray[np.int64]:
+    """(L, J) bit positions, as ``LSH.init_hash_functions``: the positions 0..H-1 shuffled again for
+    each table (numpy ``default_rng(seed)``), its first J taken."""
+    rng = np.random.default_rng(seed)
+    positions = np.arange(n_bits, dtype=np.int64)
+    subsets = np.empty((n_tables, bits_per_table), dtype=np.int64)
+    for table in range(n_tables):
+        rng.shuffle(positions)
+        subsets[table] = positions[:bits_per_table]
+    return subsets
 
 
-def _log_collision(soft: torch.Tensor, others: torch.Tensor) -> torch.Tensor:
-    """log of the probability that two points share a bucket, from their soft bits in (-1, 1):
-    the sum over bits of log((1 + s t) / 2), bits taken as independent."""
-    import torch
+# --- the neighbour graph ---------------------------------------------------------------------------
 
-    return torch.log(((1 + soft * others) / 2).clamp(min=_TINY)).sum(dim=-1)
+
+class _Graph(Protocol):
+    """Which pairs of a batch are non-neighbours (PermGNN's ``non_nbr_mat``), the diagonal excluded."""
+
+    def non_neighbours(self, batch: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]: ...
+
+
+class _KnnGraph:
+    """The symmetric cosine kNN graph: i, j neighbours when one is among the other's k nearest."""
+
+    def __init__(self, lists: npt.NDArray[np.int64]) -> None:
+        self.lists = lists
+        #: each point's position in the current batch (-1: not in it), reset after each batch
+        self.slots = np.full(len(lists), -1, dtype=np.int64)
+
+    def non_neighbours(self, batch: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
+        size = len(batch)
+        self.slots[batch] = np.arange(size)
+        mask = np.ones((size, size), dtype=np.bool_)
+        np.fill_diagonal(mask, False)
+        # (B, k): the batch slot of each point's neighbours, -1 outside the batch; a pair of the
+        # batch with j among i's nearest is found from i, so both orders are set from there
+        forward = self.slots[self.lists[batch]]
+        rows, columns = np.nonzero(forward >= 0)
+        mask[rows, forward[rows, columns]] = False
+        mask[forward[rows, columns], rows] = False
+        self.slots[batch] = -1
+        return mask
+
+
+class _LabelGraph:
+    """Points of the same label are neighbours."""
+
+    def __init__(self, labels: npt.NDArray[np.int64]) -> None:
+        self.labels = labels
+
+    def non_neighbours(self, batch: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
+        labels = self.labels[batch]
+        return np.asarray(labels[:, None] != labels[None, :])
+
+
+class _EarlyStopping:
+    """``EarlyStoppingModule(av, patience, delta).check([-totalEpochLoss], ...)``: the first epoch
+    sets the best score; an epoch that betters it by at least ``delta`` resets the count of bad
+    epochs; training stops once that count exceeds ``patience`` (None: never), and stays stopped."""
+
+    def __init__(self, patience: int | None, delta: float) -> None:
+        self.patience, self.delta = patience, delta
+        self.best: float | None = None
+        self.bad_epochs = 0
+        self.stopped = False
+
+    def stop(self, epoch_loss: float) -> bool:
+        score = -epoch_loss
+        if self.best is None or score - self.best >= self.delta:
+            self.best, self.bad_epochs = score, 0
+        else:
+            self.bad_epochs += 1
+            self.stopped = self.stopped or (self.patience is not None and self.bad_epochs > self.patience)
+        return self.stopped
