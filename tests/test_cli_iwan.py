@@ -100,3 +100,47 @@ def test_linking_never_creates_or_grows_a_collection_without_a_flag(sqlite_url: 
     ok("iwan", "link", first, "--collection", "fruit", "--db", sqlite_url)  # the same images: no flag needed
     added = ok("iwan", "link", predictions, "--collection", "fruit", "--add-images", "--db", sqlite_url)
     assert "images inserted 1" in added.stdout
+
+
+def test_published_workflow_imagenet_words_build_and_query(linked: str, tmp_path: Path) -> None:
+    """`iwan link --imagenet` on a features file, `iwan build --published`, `query iwan` both ways."""
+    from semret.iwan.published import predicted_words
+    from semret.vision.backbones import make_backbone
+    from semret.vision.imagenet import imagenet_class_names, imagenet_probabilities
+
+    rng = np.random.default_rng(0)  # one image and its near copies: they share ImageNet words
+    features = (rng.gamma(1.0, 0.3, 1280) + rng.normal(0, 0.05, (5, 1280))).clip(0).astype(np.float32)
+    file = tmp_path / "features.npz"
+    np.savez(
+        file, image_ids=np.arange(1, 6), features=features, labels=np.array([0, 1, 0, 2, 1]),
+        class_names=np.array(["apple", "pear", "hot_dog"]),
+    )  # fmt: skip
+    no_words = semret("iwan", "build", "--published", "--collection", "snacks", "--db", linked)
+    assert no_words.exit_code == 1 and "collection 'snacks' has no ImageNet words" in no_words.stderr
+    assert len(no_words.stderr.strip().splitlines()) == 1
+    grows = semret("iwan", "link", file, "--imagenet", "--collection", "snacks", "--db", linked)
+    assert grows.exit_code == 1 and "--add-images" in grows.stderr
+    headless = semret("iwan", "link", file, "--imagenet", "--collection", "snacks", "--backbone", "small-cnn",
+                      "--add-images", "--db", linked)  # fmt: skip
+    assert headless.exit_code == 1 and "has no ImageNet classifier" in headless.stderr
+    linked_words = ok("iwan", "link", file, "--imagenet", "--collection", "snacks", "--add-images", "--db", linked)
+    assert "top-10 ImageNet words of efficientnet-lite0" in linked_words.stdout
+    assert "ImageNet words inserted 50" in linked_words.stdout
+
+    loose = semret("iwan", "build", "--collection", "snacks", "--label-strength", "0.8", "--db", linked)
+    assert loose.exit_code == 1 and "--label-strength: only with --published" in loose.stderr
+    bad = semret("iwan", "build", "--published", "--collection", "snacks", "--label-strength", "2", "--db", linked)
+    assert bad.exit_code == 1 and "label-strength must be in (0, 1]" in bad.stderr
+    built = ok("iwan", "build", "--published", "--collection", "snacks", "--top-iwk", "2", "--label-strength",
+               "0.8", "--db", linked)  # fmt: skip
+    assert "published IWAN graph of snacks" in built.stdout and "5 images with" in built.stdout
+    assert "HOT DOG looks up HOT DOGS" in built.stdout  # the label fallback
+
+    by_image = json.loads(ok("query", "iwan", "--image-id", "1", "-k", "4", "--json", "--db", linked).stdout)
+    in_sql = json.loads(ok("query", "iwan", "--image-id", "1", "-k", "4", "--json", "--in-sql", "--db", linked).stdout)
+    assert by_image == in_sql and by_image["results"] and 1 not in [r["image_id"] for r in by_image["results"]]
+    top = predicted_words([1], imagenet_probabilities(make_backbone("efficientnet-lite0"), features[:1]),
+                          imagenet_class_names())  # fmt: skip
+    assert by_image["results"][0]["path"][1] in top.words[0]  # the query starts at one of its ImageNet words
+    words = ok("query", "iwan", "--words", "pear:1.0", "-k", "2", "--db", linked).stdout
+    assert "PEAR" in words

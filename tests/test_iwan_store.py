@@ -15,25 +15,35 @@ from semret.errors import SemretError
 from semret.iwan.graph import IwanSettings
 from semret.iwan.links import Predictions, ranked_words_from_probabilities, read_predictions
 from semret.iwan.norms import find_norms_files, read_norms_file
-from semret.iwan.reference import ReferenceIwan
+from semret.iwan.published import ForwardNorms, PublishedIwanSettings, predicted_words
+from semret.iwan.reference import ReferenceIwan, ReferencePublishedIwan
 from semret.sql import migrations
 from semret.sql.bulk import MergeCounts
 from semret.sql.engine import make_engine
 from semret.sql.images_store import (
     IMAGE_WORDS,
+    IMAGENET_WORDS,
     IMAGES,
     WORDS,
     RankedWords,
     list_collections,
     store_image_words,
+    store_imagenet_words,
     store_images,
 )
 from semret.sql.iwan_store import (
     EDGES,
+    LINKS,
+    NODE_EDGES,
+    NODES,
+    PAIRS,
     SqlImageRanker,
     build_iwan_graph,
+    build_published_iwan_graph,
     collection_with_graph,
+    image_links,
     image_query,
+    iwan_searcher,
     load_iwan,
 )
 from semret.sql.norms_store import load_norms
@@ -253,3 +263,118 @@ def test_sql_ranking_is_exact_for_any_word_distances(engine: Engine) -> None:
             expected = stored.index(word_distances, 12, exclude)
             np.testing.assert_array_equal(got[1], expected[1])
             np.testing.assert_array_equal(got[0], expected[0])
+
+
+# --- IWAN as published ---------------------------------------------------------------------------
+
+
+PUBLISHED_NAMES = ["GRANNY APPLE", "ORANGE", "BARTLETT PEAR", "HOTDOG", "RED FRUIT", "HOT DOGS", "POOL"]
+
+
+def published_collection(engine: Engine) -> tuple[np.ndarray, list[str | None], RankedWords]:
+    """30 images with labels (hot_dog's last word is not in the norms: it falls back to HOT DOGS)
+    and random ImageNet words, some repeated strengths (ties)."""
+    rng = np.random.default_rng(3)
+    ids = np.sort(rng.choice(1000, size=30, replace=False))
+    labels: list[str | None] = [str(rng.choice(["apple", "pear", "hot_dog", "fruit"])) for _ in ids]
+    labels[0] = None
+    probabilities = rng.choice([0.0, 0.05, 0.1, 0.2, 0.4], size=(len(ids), len(PUBLISHED_NAMES)))
+    ranked_words = predicted_words(ids, probabilities, [n.lower() for n in PUBLISHED_NAMES])
+    store_images(engine, "pub", ids, labels)
+    store_imagenet_words(engine, "pub", ranked_words)
+    return ids, labels, ranked_words
+
+
+def forward_norms(engine: Engine) -> ForwardNorms:
+    with engine.connect() as conn:
+        cue, target = WORDS.alias("c"), WORDS.alias("t")
+        rows = conn.execute(
+            select(cue.c.word, target.c.word, PAIRS.c.fsg)
+            .join_from(PAIRS, cue, cue.c.id == PAIRS.c.cue_id)
+            .join(target, target.c.id == PAIRS.c.target_id)
+        ).all()
+    return ForwardNorms([r[0] for r in rows], [r[1] for r in rows], np.array([r[2] for r in rows]))
+
+
+def test_published_graph_ranks_alike_in_memory_in_sql_and_in_networkx(engine: Engine) -> None:
+    ids, labels, ranked_words = published_collection(engine)
+    for setting in (PublishedIwanSettings(), PublishedIwanSettings(top_iwk=1, top_wwk=2, label_strength=0.8)):
+        report = build_published_iwan_graph(engine, "pub", setting)
+        assert report.fallback_lookups == {"HOT DOG": "HOT DOGS"} and report.images == 30
+        memory = iwan_searcher(engine, "pub")
+        in_sql = iwan_searcher(engine, "pub", in_sql=True)
+        assert memory.published and memory.index.words == in_sql.index.words
+        assert len(memory.index.words) == report.words and len(memory.index.edges) == 2 * report.word_edges
+        reference = ReferencePublishedIwan(
+            ids, labels, ranked_words, forward_norms(engine), setting, {"HOT DOG": "HOT DOGS"}
+        )
+        assert reference.nodes == memory.index.words
+        chosen = [int(i) for i in ids[:12]]
+        queries = [image_query(engine, memory, i) for i in chosen]
+        assert [len(q.words) for q in queries] == [
+            len([w for w in ranked_words.words[row] if w in memory.index.word_index]) for row in range(12)
+        ]  # all ten words (here up to 7), not only top-IWK
+        scores, found = memory.index.search(queries, 9, exclude_ids=chosen)
+        sql_scores, sql_found = in_sql.index.search(queries, 9, exclude_ids=chosen)
+        expected = reference.search(
+            [(ranked_words.words[row], ranked_words.strengths[row]) for row in range(12)], 9, chosen
+        )
+        for got_ids, got_distances in ((sql_found, in_sql.index.to_distance(sql_scores)), expected[::-1]):
+            np.testing.assert_array_equal(got_ids, found)
+            np.testing.assert_array_equal(got_distances, memory.index.to_distance(scores))
+        assert not (found == np.array(chosen)[:, None]).any()
+        assert in_sql.index.ntotal == memory.index.ntotal == 30
+        links = image_links(engine, in_sql, [int(i) for i in found[0] if i >= 0])
+        paths = in_sql.index.explain_links(queries[0], links)
+        distances = dict(zip(found[0].tolist(), memory.index.to_distance(scores)[0].tolist(), strict=True))
+        assert all(path[-1].distance == distances[image] for image, path in paths.items())
+
+
+def test_published_build_is_idempotent_and_one_transaction(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    published_collection(engine)
+
+    def rows() -> dict[str, list[tuple]]:
+        with engine.connect() as conn:
+            return {
+                table.name: sorted(tuple(r)[1:] for r in conn.execute(select(table)).all())
+                for table in (NODES, NODE_EDGES, LINKS)
+            }
+
+    build_published_iwan_graph(engine, "pub", PublishedIwanSettings())
+    first = rows()
+    build_published_iwan_graph(engine, "pub", PublishedIwanSettings())
+    assert rows() == first and all(first.values())
+
+    import semret.sql.iwan_store as iwan_store
+
+    real = iwan_store.bulk_insert
+
+    def failing(conn, table, columns, values, **kw):  # type: ignore[no-untyped-def]
+        if table is LINKS:
+            raise RuntimeError("disk full")
+        return real(conn, table, columns, values, **kw)
+
+    monkeypatch.setattr(iwan_store, "bulk_insert", failing)
+    with pytest.raises(RuntimeError, match="disk full"):
+        build_published_iwan_graph(engine, "pub", PublishedIwanSettings(top_iwk=1))
+    assert rows() == first  # the failed rebuild changed nothing
+    monkeypatch.undo()
+    assert iwan_searcher(engine, "pub").index.settings.top_iwk == 4
+
+
+def test_published_and_semret_graphs_replace_each_other(engine: Engine) -> None:
+    ids, _, _ = published_collection(engine)
+    with pytest.raises(SemretError, match="has no image words yet"):
+        build_iwan_graph(engine, "pub", IwanSettings())
+    fruit_collection(engine)
+    with pytest.raises(SemretError, match=r"collection 'fruit' has no ImageNet words: link them first with "):
+        build_published_iwan_graph(engine, "fruit", PublishedIwanSettings())
+    build_published_iwan_graph(engine, "pub", PublishedIwanSettings())
+    assert iwan_searcher(engine, "pub").published
+    store_image_words(engine, "pub", ranked([int(i) for i in ids[:2]], [["APPLE"], ["RED"]], [[0.5], [0.5]]))
+    build_iwan_graph(engine, "pub", IwanSettings())
+    stored = iwan_searcher(engine, "pub")
+    assert not stored.published and stored.index.ntotal == 2
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(NODES)).scalar_one() == 0  # the old graph's nodes went
+        assert conn.execute(select(func.count()).select_from(IMAGENET_WORDS)).scalar_one() > 0  # the words stay

@@ -29,6 +29,10 @@ SEMRET_TABLES = {
     "iwan_word_edges",
     "hash_models",
     "image_hashes",
+    "image_imagenet_words",
+    "iwan_graph_nodes",
+    "iwan_node_edges",
+    "iwan_graph_links",
 }
 
 
@@ -136,14 +140,27 @@ ROWS: dict[str, list[dict[str, object]]] = {
     ],
     "iwan_graphs": [
         {"id": 1, "collection_id": 1, "top_iwk": 4, "top_wwk": 4, "normed_only": False, "backward": True}
-        | {"built_at": WHEN},
+        | {"built_at": WHEN, "scheme": "iwan", "label_strength": None},
         {"id": 2, "collection_id": 2, "top_iwk": 1, "top_wwk": 2, "normed_only": True, "backward": False}
-        | {"built_at": WHEN},
+        | {"built_at": WHEN, "scheme": "published", "label_strength": 0.8},
     ],
     "iwan_word_edges": [
         {"graph_id": 1, "source_word_id": 1, "target_word_id": 2, "strength": 0.208},
         {"graph_id": 2, "source_word_id": 3, "target_word_id": 1, "strength": 0.5},
     ],
+    "image_imagenet_words": [
+        {"image_key": 1, "rank": 1, "name": "GRANNY SMITH", "probability": 0.625},
+        {"image_key": 1, "rank": 2, "name": "HOTDOG", "probability": 0.125},
+    ],
+    "iwan_graph_nodes": [
+        {"graph_id": 2, "node": 0, "name": "GRANNY SMITH", "lookup": "SMITH"},
+        {"graph_id": 2, "node": 1, "name": "HOT DOG", "lookup": "DOG"},
+    ],
+    "iwan_node_edges": [
+        {"graph_id": 2, "source_node": 0, "target_node": 1, "strength": 0.5},
+        {"graph_id": 2, "source_node": 1, "target_node": 0, "strength": 0.5},
+    ],
+    "iwan_graph_links": [{"graph_id": 2, "image_key": 3, "node": 1, "strength": 0.8}],
     "hash_models": [
         {"id": 1, "name": "h48", "n_bits": 48, "embedding_dim": 3, "config": "{}", "checkpoint_sha256": "b" * 64}
         | {"created_at": WHEN}
@@ -185,10 +202,20 @@ def snapshot(engine: Engine) -> Snapshot:
 
 
 def kept(before: Snapshot, after: Snapshot) -> Snapshot:
-    """``before`` cut to the tables and columns that ``after`` has."""
+    """``before`` cut to the tables and columns that ``after`` has. Published IWAN graphs (0005)
+    and their word edges are the only rows a downgrade removes: the schema below cannot hold them."""
     columns = {name: set(rows[0]) for name, rows in after.items() if rows}
+    published = set()
+    if "iwan_graphs" in after and "scheme" not in columns.get("iwan_graphs", {"scheme"}):
+        published = {row["id"] for row in before.get("iwan_graphs", []) if row.get("scheme") == "published"}
+    graph_column = {"iwan_graphs": "id", "iwan_word_edges": "graph_id"}
     return {
-        name: [{k: v for k, v in row.items() if k in columns.get(name, row)} for row in before[name]] for name in after
+        name: [
+            {k: v for k, v in row.items() if k in columns.get(name, row)}
+            for row in before[name]
+            if row.get(graph_column.get(name, ""), None) not in published
+        ]
+        for name in after
     }
 
 

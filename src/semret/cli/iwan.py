@@ -1,4 +1,5 @@
-"""``semret iwan``: link a collection's images to norm words, build the image-word graph."""
+"""``semret iwan``: link a collection's images to norm words (or, ``--imagenet``, to the top-10
+words of a backbone's ImageNet head), build the image-word graph (``--published``: as published)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,17 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from semret.app.iwan import LinkReport, build_graph, collection_aliases, label_aliases, link_predictions
+from semret.app.features import DEFAULT_BACKBONE
+from semret.app.iwan import (
+    ImagenetLinkReport,
+    LinkReport,
+    build_graph,
+    build_published_graph,
+    collection_aliases,
+    label_aliases,
+    link_imagenet,
+    link_predictions,
+)
 from semret.cli._app import (
     BackboneOption,
     CacheDirOption,
@@ -16,9 +27,11 @@ from semret.cli._app import (
     Commands,
     DbOption,
     ImageSizeOption,
+    RestartingProgress,
     WeightsOption,
     console,
     engine_for,
+    progress_bars,
 )
 from semret.errors import SemretError
 from semret.iwan.links import read_predictions
@@ -49,6 +62,15 @@ def print_link_report(collection: str, report: LinkReport) -> None:
     )
 
 
+def print_imagenet_report(report: ImagenetLinkReport) -> None:
+    images, words = report.images, report.imagenet_words
+    console.print(
+        f"collection {report.collection}: top-10 ImageNet words of {report.backbone}; images inserted "
+        f"{images.inserted:,}, updated {images.updated:,}; ImageNet words inserted {words.inserted:,}, "
+        f"updated {words.updated:,}, deleted {words.deleted:,}"
+    )
+
+
 @app.command("link")
 def iwan_link(
     ctx: typer.Context,
@@ -70,6 +92,15 @@ def iwan_link(
     aliases: AliasesOption = None,
     create: CreateOption = False,
     add_images: AddImagesOption = False,
+    imagenet: Annotated[
+        bool,
+        typer.Option(
+            "--imagenet",
+            help="Link each image to the top-10 words of the backbone's own ImageNet classifier (IWAN as "
+            "published, `iwan build --published`): on the collection's images, or on the FILE given "
+            "(.npz of the backbone's features, or of images).",
+        ),
+    ] = False,
     train_collection: Annotated[
         str | None,
         typer.Option(
@@ -90,6 +121,18 @@ def iwan_link(
     table = label_aliases(dataset, aliases)
     engine = engine_for(ctx, db)
     migrations.require_current_schema(engine)
+    if imagenet:
+        options = {"--train-collection": train_collection, "--dataset": dataset, "--aliases": aliases}
+        given = [flag for flag, value in options.items() if value is not None]
+        if given:
+            raise SemretError(f"{', '.join(given)}: not with --imagenet (its words are ImageNet's)")
+        with progress_bars() as progress:
+            linked = link_imagenet(
+                engine, collection, predictions, backbone or DEFAULT_BACKBONE, weights, image_size, cache_dir,
+                RestartingProgress(progress), create=create, add_images=add_images,
+            )  # fmt: skip
+        print_imagenet_report(linked)
+        return
     if predictions is None:
         from semret.cli.classify import classify_with_progress
 
@@ -118,9 +161,41 @@ def iwan_build(
     top_wwk: Annotated[int, typer.Option("--top-wwk", help="Associates per word (1-10).")] = 4,
     normed_only: Annotated[bool, typer.Option("--normed-only", help="Only normed cue-target pairs.")] = False,
     backward: Annotated[bool, typer.Option("--backward", help="Add target -> cue edges weighted by BSG.")] = False,
+    published: Annotated[
+        bool,
+        typer.Option(
+            "--published",
+            help="The graph as published (words of an ImageNet classifier: `iwan link --imagenet`; label links; "
+            "every pair of words the norms associate).",
+        ),
+    ] = False,
+    label_strength: Annotated[
+        float | None,
+        typer.Option(
+            "--label-strength",
+            metavar="S",
+            help="With --published: image -> label link strength, (0, 1] (1.0).",
+            show_default=False,
+        ),
+    ] = None,
     db: DbOption = None,
 ) -> None:
     """Build (or rebuild) the IWAN graph of a collection from the loaded norms."""
+    if published:
+        if normed_only or backward:
+            raise SemretError("--normed-only and --backward are options of semret's graph, not of --published")
+        found = build_published_graph(
+            engine_for(ctx, db), collection, top_iwk, top_wwk, 1.0 if label_strength is None else label_strength
+        )
+        fallback = "".join(f"; {node} looks up {word}" for node, word in found.fallback_lookups.items())
+        console.print(
+            f"published IWAN graph of {collection}: {found.words:,} words, {found.word_edges:,} word edges, "
+            f"{found.images:,} images with {found.image_links:,} links (label {found.settings.label_strength:g} + "
+            f"top-IWK {top_iwk}; top-WWK {top_wwk}){fallback}"
+        )
+        return
+    if label_strength is not None:
+        raise SemretError("--label-strength: only with --published")
     report = build_graph(engine_for(ctx, db), collection, top_iwk, top_wwk, normed_only, backward)
     console.print(
         f"IWAN graph of {collection}: {report.words:,} words, {report.word_edges:,} word edges "

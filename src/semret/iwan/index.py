@@ -291,7 +291,10 @@ class IwanIndex(SearcherBase):
             limit = limit * 2 if np.isfinite(top_distances[-1]) else np.inf
 
     def _initial_limit(self, query: WeightedWords) -> float:
-        """A first Dijkstra bound: the farthest query word plus two typical word edges."""
+        """A first Dijkstra bound: the farthest query word plus two typical word edges (no bound
+        for a query without words: it reaches no image, which one pass shows)."""
+        if not len(query.strengths):
+            return np.inf
         return float((1.0 / query.strengths).max()) + 2 * self._typical_edge
 
     # --- explanations ------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from semret.iwan.links import RankedWords
 from semret.sql.bulk import MergeCounts, bulk_insert, stage_and_merge
 from semret.sql.engine import connect
 from semret.sql.migrations import require_current_schema
-from semret.sql.models import Collection, Image, ImageWord, Word
+from semret.sql.models import Collection, Image, ImageImagenetWord, ImageWord, Word
 
 if TYPE_CHECKING:
     from semret.vision.datasets import ImageSet
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 COLLECTIONS: Table = Collection.__table__  # type: ignore[assignment]
 IMAGES: Table = Image.__table__  # type: ignore[assignment]
 IMAGE_WORDS: Table = ImageWord.__table__  # type: ignore[assignment]
+IMAGENET_WORDS: Table = ImageImagenetWord.__table__  # type: ignore[assignment]
 WORDS: Table = Word.__table__  # type: ignore[assignment]
 
 
@@ -182,6 +183,45 @@ def store_image_words(engine: Engine, collection: str, ranked: RankedWords) -> M
             ("strength",),
             rows,
             owned=lambda staging: IMAGE_WORDS.c.image_key.in_(select(staging.c.image_key)),
+        )
+
+
+#: The longest ImageNet word the store holds (the migration's String length).
+IMAGENET_WORD_LENGTH = 128
+
+
+def store_imagenet_words(engine: Engine, collection: str, ranked: RankedWords) -> MergeCounts:
+    """Store each image's top ImageNet words (formatted class names, best first, with their
+    probabilities), replacing what the image had; the images must exist. These are the published
+    IWAN's words (`semret.iwan.published.predicted_words`), kept whole (up to 10) so that graphs for
+    any top-IWK are built from them. Nothing is written when one is invalid."""
+    require_current_schema(engine)
+    with connect(engine) as conn:
+        owner = collection_id(conn, collection)
+        keys = dict(conn.execute(select(IMAGES.c.image_id, IMAGES.c.id).where(IMAGES.c.collection_id == owner)).all())
+        missing = [int(i) for i in ranked.image_ids if int(i) not in keys]
+        if missing:
+            raise SemretError(f"{len(missing)} images are not in collection {collection!r}, e.g. {missing[:5]}")
+        rows = []
+        for image, words, strengths in zip(ranked.image_ids, ranked.words, ranked.strengths, strict=True):
+            if len(set(words)) != len(words):
+                raise SemretError(f"image {int(image)} has an ImageNet word more than once: {words}")
+            for rank, (word, strength) in enumerate(zip(words, strengths, strict=True), start=1):
+                if not 0 < strength <= 1:
+                    raise SemretError(f"image {int(image)}: probability of {word} must be in (0, 1], got {strength}")
+                if not word.strip() or len(word) > IMAGENET_WORD_LENGTH:
+                    raise SemretError(f"image {int(image)}: ImageNet word {word[:60]!r} is empty or too long")
+                rows.append((keys[int(image)], rank, word, strength))
+        emptied = [keys[int(image)] for image, words in zip(ranked.image_ids, ranked.words, strict=True) if not words]
+        for start in range(0, len(emptied), 10_000):
+            conn.execute(delete(IMAGENET_WORDS).where(IMAGENET_WORDS.c.image_key.in_(emptied[start : start + 10_000])))
+        return stage_and_merge(
+            conn,
+            IMAGENET_WORDS,
+            ("image_key", "rank"),
+            ("name", "probability"),
+            rows,
+            owned=lambda staging: IMAGENET_WORDS.c.image_key.in_(select(staging.c.image_key)),
         )
 
 

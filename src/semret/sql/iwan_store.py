@@ -3,16 +3,19 @@ collection's images inside the database.
 
 `build_iwan_graph` snapshots the word -> word edges (top-WWK of the loaded norms) with the
 graph's settings; the image -> word links are the collection's stored image words of rank
-<= top-IWK. `SqlImageRanker` ranks images with one SQL query (the word distances passed in as
-parameters of the query; GROUP BY image, ORDER BY distance, image id, LIMIT k), so collections too
-large for memory can be ranked in the database, with the same results as in memory.
+<= top-IWK. `build_published_iwan_graph` builds the published graph (`semret.iwan.published`) from
+the images' stored ImageNet words, labels and the norms, and snapshots its nodes, edges and links
+(scheme "published"); both load as an `IwanIndex` and rank the same way. `SqlImageRanker` ranks
+images with one SQL query (the word distances passed in as parameters of the query; GROUP BY
+image, ORDER BY distance, image id, LIMIT k), so collections too large for memory can be ranked in
+the database, with the same results as in memory.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -21,6 +24,7 @@ import numpy as np
 import numpy.typing as npt
 from sqlalchemy import (
     ColumnElement,
+    Connection,
     Engine,
     Float,
     FromClause,
@@ -44,14 +48,29 @@ from sqlalchemy.sql.expression import Join
 from semret.errors import SemretError
 from semret.iwan.graph import IwanSettings, WordEdges, select_word_edges
 from semret.iwan.index import NO_IMAGE, IwanIndex, WeightedWords
+from semret.iwan.links import RankedWords
+from semret.iwan.published import (
+    ForwardNorms,
+    PublishedIwanSettings,
+    build_published_graph,
+    imagenet_word,
+    label_lookups,
+    lookup_word,
+    published_query,
+)
+from semret.iwan.vocabulary import Vocabulary
 from semret.sql.bulk import bulk_insert
 from semret.sql.engine import connect
-from semret.sql.images_store import COLLECTIONS, IMAGE_WORDS, IMAGES, collection_id
+from semret.sql.images_store import COLLECTIONS, IMAGE_WORDS, IMAGENET_WORDS, IMAGES, collection_id
 from semret.sql.migrations import require_current_schema
-from semret.sql.models import IwanGraph, IwanWordEdge, NormPair, Word
+from semret.sql.models import IwanGraph, IwanGraphLink, IwanGraphNode, IwanNodeEdge, IwanWordEdge, NormPair, Word
 
 GRAPHS: Table = IwanGraph.__table__  # type: ignore[assignment]
 EDGES: Table = IwanWordEdge.__table__  # type: ignore[assignment]
+NODES: Table = IwanGraphNode.__table__  # type: ignore[assignment]
+NODE_EDGES: Table = IwanNodeEdge.__table__  # type: ignore[assignment]
+LINKS: Table = IwanGraphLink.__table__  # type: ignore[assignment]
+PUBLISHED = "published"
 PAIRS: Table = NormPair.__table__  # type: ignore[assignment]
 WORDS: Table = Word.__table__  # type: ignore[assignment]
 
@@ -120,14 +139,144 @@ def build_iwan_graph(engine: Engine, collection: str, settings: IwanSettings) ->
     return IwanBuildReport(collection, settings, len(words), len(edges), int(images), int(links))
 
 
+@dataclass(frozen=True)
+class PublishedBuildReport:
+    """What a published build made: nodes, undirected word edges, images and their links, and the
+    label nodes whose lookup word fell back to semret's vocabulary (node -> word)."""
+
+    collection: str
+    settings: PublishedIwanSettings
+    words: int
+    word_edges: int
+    images: int
+    image_links: int
+    fallback_lookups: dict[str, str]
+
+
+def build_published_iwan_graph(
+    engine: Engine,
+    collection: str,
+    settings: PublishedIwanSettings,
+    aliases: Mapping[str, Sequence[str]] | None = None,
+) -> PublishedBuildReport:
+    """Build (or rebuild) the published IWAN graph of ``collection``, in one transaction: its
+    images with ImageNet words are the database, linked to their labels and top-IWK words; nodes,
+    edges and links are stored as a snapshot. ``aliases`` serve the label fallback (a label whose
+    last word is not in the norms looks up its vocabulary word)."""
+    require_current_schema(engine)
+    with connect(engine) as conn:
+        owner = collection_id(conn, collection)
+        rows = conn.execute(
+            select(IMAGES.c.id, IMAGES.c.image_id, IMAGES.c.label, IMAGENET_WORDS.c.name, IMAGENET_WORDS.c.probability)
+            .join(IMAGENET_WORDS, IMAGENET_WORDS.c.image_key == IMAGES.c.id)
+            .where(IMAGES.c.collection_id == owner)
+            .order_by(IMAGES.c.image_id, IMAGENET_WORDS.c.rank)
+        ).all()
+        if not rows:
+            raise SemretError(
+                f"collection {collection!r} has no ImageNet words: link them first with "
+                f"`semret iwan link --imagenet --collection {collection}`"
+            )
+        keys: dict[int, int] = {}
+        labels: dict[int, str | None] = {}
+        words: dict[int, tuple[list[str], list[float]]] = {}
+        for key, image, label, name, probability in rows:
+            keys[image], labels[image] = key, label
+            names, strengths = words.setdefault(image, ([], []))
+            names.append(name)
+            strengths.append(float(probability))
+        cue_word, target_word = WORDS.alias("cue_word"), WORDS.alias("target_word")
+        pairs = conn.execute(
+            select(cue_word.c.word, target_word.c.word, PAIRS.c.fsg)
+            .join_from(PAIRS, cue_word, cue_word.c.id == PAIRS.c.cue_id)
+            .join(target_word, target_word.c.id == PAIRS.c.target_id)
+        ).all()
+        if not pairs:
+            raise SemretError("no norms are loaded: run `semret norms load PATH` first")
+        norms = ForwardNorms([p[0] for p in pairs], [p[1] for p in pairs], np.array([p[2] for p in pairs], dtype=float))
+        ids = np.array(sorted(words), dtype=np.int64)
+        image_labels = [labels[int(i)] for i in ids]
+        lookups = _fallback_lookups(conn, image_labels, aliases)
+        predicted = RankedWords(ids, [words[int(i)][0] for i in ids], [words[int(i)][1] for i in ids])
+        graph = build_published_graph(ids, image_labels, predicted, norms, settings, lookups)
+        too_long = [node for node in graph.nodes if len(node) > 128]
+        if too_long:
+            raise SemretError(f"the word {too_long[0][:60]!r}... is longer than the store's 128 characters")
+        conn.execute(delete(GRAPHS).where(GRAPHS.c.collection_id == owner))
+        graph_id = conn.execute(
+            insert(GRAPHS)
+            .values(
+                collection_id=owner,
+                top_iwk=settings.top_iwk,
+                top_wwk=settings.top_wwk,
+                normed_only=False,
+                backward=False,
+                built_at=datetime.now(UTC),
+                scheme=PUBLISHED,
+                label_strength=float(settings.label_strength),
+            )
+            .returning(GRAPHS.c.id)
+        ).scalar_one()
+        nodes = (
+            (graph_id, i, name, look) for i, (name, look) in enumerate(zip(graph.nodes, graph.lookups, strict=True))
+        )
+        bulk_insert(conn, NODES, ("graph_id", "node", "name", "lookup"), nodes)
+        edge_rows = zip(
+            [graph_id] * len(graph.edges),
+            graph.edges.source.tolist(),
+            graph.edges.target.tolist(),
+            graph.edges.strength.tolist(),
+            strict=True,
+        )
+        bulk_insert(conn, NODE_EDGES, ("graph_id", "source_node", "target_node", "strength"), edge_rows)
+        link_rows = zip(
+            [graph_id] * len(graph.link_images),
+            [keys[int(i)] for i in graph.link_images],
+            graph.link_nodes.tolist(),
+            graph.link_strengths.tolist(),
+            strict=True,
+        )
+        bulk_insert(conn, LINKS, ("graph_id", "image_key", "node", "strength"), link_rows)
+    return PublishedBuildReport(
+        collection,
+        settings,
+        len(graph.nodes),
+        graph.undirected_edges,
+        len(np.unique(graph.link_images)),
+        len(graph.link_images),
+        {node: look for node, look in zip(graph.nodes, graph.lookups, strict=True) if look != lookup_word(node)},
+    )
+
+
+def _fallback_lookups(
+    conn: Connection, labels: Sequence[str | None], aliases: Mapping[str, Sequence[str]] | None
+) -> dict[str, str]:
+    """Lookup words for the labels whose last word is not in the norms: semret's vocabulary word."""
+    known = frozenset(conn.execute(select(WORDS.c.word)).scalars())
+    distinct = sorted({label for label in labels if label is not None})
+    unknown = [label for label in distinct if lookup_word(imagenet_word(label)) not in known]
+    if not unknown:
+        return {}
+    vocabulary = Vocabulary.build(unknown, known, aliases)
+    return label_lookups(unknown, known, {label: vocabulary.words_for(label) for label in unknown})
+
+
 @dataclass
 class StoredIwan:
-    """A collection's IWAN graph loaded from the store: the index and what it needs to map ids."""
+    """A collection's IWAN graph loaded from the store: the index and what it needs to map ids.
+    ``scheme`` is "iwan" or "published" (whose word ids are the graph's node numbers)."""
 
     collection: str
     collection_id: int
     index: IwanIndex
-    word_ids: npt.NDArray[np.int64]  # store word id of each word index
+    word_ids: npt.NDArray[np.int64]  # store word id of each word index (published: node number)
+    scheme: str = "iwan"
+    graph_id: int = 0
+    label_strength: float | None = None
+
+    @property
+    def published(self) -> bool:
+        return self.scheme == PUBLISHED
 
 
 def load_iwan(engine: Engine, collection: str, with_images: bool = True) -> StoredIwan:
@@ -142,6 +291,8 @@ def load_iwan(engine: Engine, collection: str, with_images: bool = True) -> Stor
                 f"collection {collection!r} has no IWAN graph: run `semret iwan build --collection {collection}`"
             )
         settings = IwanSettings(graph.top_iwk, graph.top_wwk, graph.normed_only, graph.backward)
+        if graph.scheme == PUBLISHED:
+            return _load_published(conn, collection, owner, graph, settings, with_images)
         word_rows = conn.execute(select(WORDS.c.id, WORDS.c.word).order_by(WORDS.c.id)).all()
         word_ids = np.array([r[0] for r in word_rows], dtype=np.int64)
         edge_rows = conn.execute(
@@ -174,11 +325,55 @@ def load_iwan(engine: Engine, collection: str, with_images: bool = True) -> Stor
         settings,
         labels,
     )
-    return StoredIwan(collection, owner, index, word_ids)
+    return StoredIwan(collection, owner, index, word_ids, graph_id=graph.id)
+
+
+def _load_published(
+    conn: Connection, collection: str, owner: int, graph: Any, settings: IwanSettings, with_images: bool
+) -> StoredIwan:
+    """A stored published graph as an `IwanIndex`: its nodes, node edges and (``with_images``) links."""
+    names = conn.execute(select(NODES.c.name).where(NODES.c.graph_id == graph.id).order_by(NODES.c.node)).scalars()
+    words = list(names)
+    edge_rows = conn.execute(
+        select(NODE_EDGES.c.source_node, NODE_EDGES.c.target_node, NODE_EDGES.c.strength).where(
+            NODE_EDGES.c.graph_id == graph.id
+        )
+    ).all()
+    edge_array = np.array(edge_rows, dtype=np.float64).reshape(-1, 3)
+    edges = WordEdges(edge_array[:, 0].astype(np.int64), edge_array[:, 1].astype(np.int64), edge_array[:, 2])
+    link_rows: Sequence[Any] = []
+    labels: dict[int, str | None] = {}
+    if with_images:
+        link_rows = conn.execute(
+            select(IMAGES.c.image_id, LINKS.c.node, LINKS.c.strength)
+            .join(LINKS, LINKS.c.image_key == IMAGES.c.id)
+            .where(LINKS.c.graph_id == graph.id)
+        ).all()
+        labels = dict(
+            conn.execute(select(IMAGES.c.image_id, IMAGES.c.label).where(IMAGES.c.collection_id == owner)).all()
+        )
+    links = np.array(link_rows, dtype=np.float64).reshape(-1, 3)
+    index = IwanIndex(
+        words, edges, links[:, 0].astype(np.int64), links[:, 1].astype(np.int64), links[:, 2], settings, labels
+    )
+    node_ids = np.arange(len(words), dtype=np.int64)
+    return StoredIwan(collection, owner, index, node_ids, PUBLISHED, graph.id, graph.label_strength)
 
 
 def image_query(engine: Engine, stored: StoredIwan, image_id: int) -> WeightedWords:
-    """The query of a stored image: its top-IWK words and strengths, read from the database."""
+    """The query of a stored image: its top-IWK words and strengths, read from the database (a
+    published graph: ALL its ImageNet words that are nodes of the graph, `published_query`)."""
+    if stored.published:
+        with connect(engine) as conn:
+            rows = conn.execute(
+                select(IMAGENET_WORDS.c.name, IMAGENET_WORDS.c.probability)
+                .join(IMAGES, IMAGES.c.id == IMAGENET_WORDS.c.image_key)
+                .where(IMAGES.c.collection_id == stored.collection_id, IMAGES.c.image_id == image_id)
+                .order_by(IMAGENET_WORDS.c.rank)
+            ).all()
+        if not rows:
+            raise SemretError(f"image {image_id} is not in collection {stored.collection!r} or has no ImageNet words")
+        return published_query(stored.index, [r[0] for r in rows], [float(r[1]) for r in rows])
     with connect(engine) as conn:
         rows = conn.execute(
             select(IMAGE_WORDS.c.word_id, IMAGE_WORDS.c.strength)
@@ -217,20 +412,25 @@ class SqlImageRanker:
         self._statements: dict[bool, Select[Any]] = {}
         self._ntotal: int | None = None
 
+    def _links(self) -> tuple[Table, Any, ColumnElement[bool]]:
+        """The graph's image -> word links: (table, its word column, which rows): the image words of
+        rank <= top-IWK, or a published graph's stored links."""
+        if self.stored.published:
+            return LINKS, LINKS.c.node, LINKS.c.graph_id == self.stored.graph_id
+        return IMAGE_WORDS, IMAGE_WORDS.c.word_id, IMAGE_WORDS.c.rank <= self.stored.index.settings.top_iwk
+
     @property
     def ntotal(self) -> int:
-        """The number of images ranked (those with a word of rank <= top-IWK), as the in-memory
-        index counts them; asked of the database once."""
+        """The number of images ranked (those with a link), as the in-memory index counts them;
+        asked of the database once."""
         if self._ntotal is None:
+            links, _, which = self._links()
             with connect(self.engine) as conn:
                 self._ntotal = int(
                     conn.execute(
-                        select(func.count(IMAGE_WORDS.c.image_key.distinct()))
-                        .join_from(IMAGE_WORDS, IMAGES, IMAGES.c.id == IMAGE_WORDS.c.image_key)
-                        .where(
-                            IMAGES.c.collection_id == self.stored.collection_id,
-                            IMAGE_WORDS.c.rank <= self.stored.index.settings.top_iwk,
-                        )
+                        select(func.count(links.c.image_key.distinct()))
+                        .join_from(links, IMAGES, IMAGES.c.id == links.c.image_key)
+                        .where(IMAGES.c.collection_id == self.stored.collection_id, which)
                     ).scalar_one()
                 )
         return self._ntotal
@@ -284,15 +484,16 @@ class SqlImageRanker:
         if excluding in self._statements:
             return self._statements[excluding]
         reached = self._reached_words()
+        links, word, which = self._links()
         one = cast(literal(1.0), Float)
         best = (
             select(
-                IMAGE_WORDS.c.image_key,
-                func.min(reached.c.distance + one / IMAGE_WORDS.c.strength).label("distance"),
+                links.c.image_key,
+                func.min(reached.c.distance + one / links.c.strength).label("distance"),
             )
-            .select_from(_ReachedFirst(reached, IMAGE_WORDS, IMAGE_WORDS.c.word_id == reached.c.word_id))
-            .where(IMAGE_WORDS.c.rank <= self.stored.index.settings.top_iwk)
-            .group_by(IMAGE_WORDS.c.image_key)
+            .select_from(_ReachedFirst(reached, links, word == reached.c.word_id))
+            .where(which)
+            .group_by(links.c.image_key)
             .subquery("best")
         )
         statement = (
@@ -367,15 +568,12 @@ def image_links(
     """The top-IWK links (word indices, strengths) of a few images, read from the database."""
     wanted = [int(i) for i in image_ids if i != NO_IMAGE]
     links: dict[int, tuple[list[int], list[float]]] = {i: ([], []) for i in wanted}
+    table, word, which = SqlImageRanker(engine, stored)._links()
     with connect(engine) as conn:
         rows = conn.execute(
-            select(IMAGES.c.image_id, IMAGE_WORDS.c.word_id, IMAGE_WORDS.c.strength)
-            .join(IMAGE_WORDS, IMAGE_WORDS.c.image_key == IMAGES.c.id)
-            .where(
-                IMAGES.c.collection_id == stored.collection_id,
-                IMAGES.c.image_id.in_(wanted),
-                IMAGE_WORDS.c.rank <= stored.index.settings.top_iwk,
-            )
+            select(IMAGES.c.image_id, word, table.c.strength)
+            .join(table, table.c.image_key == IMAGES.c.id)
+            .where(IMAGES.c.collection_id == stored.collection_id, IMAGES.c.image_id.in_(wanted), which)
         ).all()
         labels = conn.execute(
             select(IMAGES.c.image_id, IMAGES.c.label).where(

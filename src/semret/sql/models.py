@@ -177,6 +177,11 @@ class IwanGraph(Base):
     normed_only: Mapped[bool] = mapped_column(Boolean)
     backward: Mapped[bool] = mapped_column(Boolean)
     built_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    #: "iwan" (semret's: `IwanWordEdge` edges, links from `ImageWord`) or "published" (the
+    #: published graph: `IwanGraphNode`, `IwanNodeEdge`, `IwanGraphLink`).
+    scheme: Mapped[str] = mapped_column(String(16), server_default="iwan")
+    #: The published graph's image -> label link strength (None for "iwan").
+    label_strength: Mapped[float | None] = mapped_column(Float)
 
 
 class IwanWordEdge(Base):
@@ -187,6 +192,60 @@ class IwanWordEdge(Base):
     graph_id: Mapped[int] = mapped_column(ForeignKey("iwan_graphs.id", ondelete="CASCADE"), primary_key=True)
     source_word_id: Mapped[int] = mapped_column(ForeignKey("words.id"), primary_key=True)
     target_word_id: Mapped[int] = mapped_column(ForeignKey("words.id"), primary_key=True)
+    strength: Mapped[float] = mapped_column(Float)
+
+
+class ImageImagenetWord(Base):
+    """One of an image's top-10 ImageNet classes (the published IWAN's words): its rank (1 = most
+    probable), its formatted class name (``GREAT WHITE SHARK``) and its predicted probability."""
+
+    __tablename__ = "image_imagenet_words"
+
+    image_key: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), ForeignKey("images.id", ondelete="CASCADE"), primary_key=True
+    )
+    rank: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(128))
+    probability: Mapped[float] = mapped_column(Float)
+
+
+class IwanGraphNode(Base):
+    """A word node of a published IWAN graph: its number in the graph, its name (an ImageNet name,
+    a label or a norm word) and the norm word its associations were looked up by."""
+
+    __tablename__ = "iwan_graph_nodes"
+    __table_args__ = (UniqueConstraint("graph_id", "name"),)
+
+    graph_id: Mapped[int] = mapped_column(ForeignKey("iwan_graphs.id", ondelete="CASCADE"), primary_key=True)
+    node: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(128))
+    lookup: Mapped[str] = mapped_column(String(128))
+
+
+class IwanNodeEdge(Base):
+    """A word edge of a published IWAN graph, one row per direction, with its strength (the
+    stronger forward strength of the two nodes' lookup words)."""
+
+    __tablename__ = "iwan_node_edges"
+
+    graph_id: Mapped[int] = mapped_column(ForeignKey("iwan_graphs.id", ondelete="CASCADE"), primary_key=True)
+    source_node: Mapped[int] = mapped_column(Integer, primary_key=True)
+    target_node: Mapped[int] = mapped_column(Integer, primary_key=True)
+    strength: Mapped[float] = mapped_column(Float)
+
+
+class IwanGraphLink(Base):
+    """An image -> word node link of a published IWAN graph (the image's label or one of its
+    top-IWK ImageNet names), a snapshot that the SQL image ranker reads by node."""
+
+    __tablename__ = "iwan_graph_links"
+    __table_args__ = (Index("ix_iwan_graph_links_graph_id_node", "graph_id", "node"),)
+
+    graph_id: Mapped[int] = mapped_column(ForeignKey("iwan_graphs.id", ondelete="CASCADE"), primary_key=True)
+    image_key: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), ForeignKey("images.id", ondelete="CASCADE"), primary_key=True
+    )
+    node: Mapped[int] = mapped_column(Integer, primary_key=True)
     strength: Mapped[float] = mapped_column(Float)
 
 

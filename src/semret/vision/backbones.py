@@ -46,6 +46,8 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 #: EfficientNet-Lite expects inputs scaled to [-1, 1] ((x - 127) / 128 in the original TF Lite models).
 LITE_MEAN = (0.5, 0.5, 0.5)
 LITE_STD = (0.5, 0.5, 0.5)
+#: The classes of an ImageNet head (ILSVRC-2012).
+IMAGENET_CLASSES = 1000
 
 
 @dataclass
@@ -59,6 +61,10 @@ class Backbone:
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     weights: str
+    #: The network's own ImageNet classifier (1,000 classes) on the features, where its weights are
+    #: ImageNet's: softmax(head(features)) are the network's ImageNet probabilities
+    #: (`semret.vision.imagenet`). None for random weights and networks without such a head.
+    imagenet_head: nn.Linear | None = None
 
     def preprocess(self, images: npt.NDArray[np.uint8]) -> torch.Tensor:
         """uint8 images (n, h, w) or (n, h, w, 3) -> float input (n, 3, size, size), normalised."""
@@ -148,9 +154,9 @@ def _alexnet(weights: str, size: int) -> Backbone:
     else:
         network = alexnet(weights=None)
     module = _AlexNetFc7(network)
-    if weights not in ("imagenet", "none"):
-        _load_into(weights, "AlexNet", network, module)
-    return Backbone("alexnet", module, 4096, size, IMAGENET_MEAN, IMAGENET_STD, weights)
+    loaded = _load_into(weights, "AlexNet", network, module) if weights not in ("imagenet", "none") else None
+    head = _head(list(network.get_submodule("classifier").children())[-1], weights, loaded is network)
+    return Backbone("alexnet", module, 4096, size, IMAGENET_MEAN, IMAGENET_STD, weights, head)
 
 
 def _resnet50(weights: str, size: int) -> Backbone:
@@ -161,9 +167,9 @@ def _resnet50(weights: str, size: int) -> Backbone:
     else:
         network = resnet50(weights=None)
     module = _ResNetFeatures(network)
-    if weights not in ("imagenet", "none"):
-        _load_into(weights, "ResNet-50", network, module)
-    return Backbone("resnet50", module, 2048, size, IMAGENET_MEAN, IMAGENET_STD, weights)
+    loaded = _load_into(weights, "ResNet-50", network, module) if weights not in ("imagenet", "none") else None
+    head = _head(network.get_submodule("fc"), weights, loaded is network)
+    return Backbone("resnet50", module, 2048, size, IMAGENET_MEAN, IMAGENET_STD, weights, head)
 
 
 def _efficientnet_lite0(weights: str, size: int) -> Backbone:
@@ -178,9 +184,10 @@ def _efficientnet_lite0(weights: str, size: int) -> Backbone:
     else:
         network = EfficientNet.from_name("efficientnet-lite0", image_size=size)
     module = _EfficientNetFeatures(network)
-    if weights not in ("imagenet", "none"):
-        _load_into(weights, "EfficientNet-Lite0", network, module)
-    return Backbone("efficientnet-lite0", module, 1280, size, LITE_MEAN, LITE_STD, weights)
+    loaded = _load_into(weights, "EfficientNet-Lite0", network, module) if weights not in ("imagenet", "none") else None
+    # the network's head is _fc after its global pooling and dropout (an identity in eval mode)
+    head = _head(network._fc, weights, loaded is network)
+    return Backbone("efficientnet-lite0", module, 1280, size, LITE_MEAN, LITE_STD, weights, head)
 
 
 def _small_cnn(weights: str, size: int) -> Backbone:
@@ -190,6 +197,14 @@ def _small_cnn(weights: str, size: int) -> Backbone:
     if weights != "none":
         _load_into(weights, "small CNN", network)
     return Backbone("small-cnn", network, 256, size, IMAGENET_MEAN, IMAGENET_STD, weights)
+
+
+def _head(layer: nn.Module, weights: str, full_network_loaded: bool) -> nn.Linear | None:
+    """The network's last layer as its ImageNet head: with the ImageNet weights, or a weights file
+    of the whole network (head included) whose head has 1,000 classes; else None."""
+    if not isinstance(layer, nn.Linear) or layer.out_features != IMAGENET_CLASSES:
+        return None
+    return layer.eval() if weights == "imagenet" or full_network_loaded else None
 
 
 def _download(make: Callable[[], nn.Module], what: str) -> nn.Module:
@@ -204,8 +219,9 @@ def _download(make: Callable[[], nn.Module], what: str) -> nn.Module:
         ) from exc
 
 
-def _load_into(path: str, what: str, *modules: nn.Module) -> None:
-    """Load a state-dict file into the first of ``modules`` (which share their parameters) whose keys it has."""
+def _load_into(path: str, what: str, *modules: nn.Module) -> nn.Module:
+    """Load a state-dict file into the first of ``modules`` (which share their parameters) whose
+    keys it has, and return that module."""
     state = _load_state_dict(path, what)
     for module in modules:
         if set(state) == set(module.state_dict()):
@@ -213,7 +229,7 @@ def _load_into(path: str, what: str, *modules: nn.Module) -> None:
                 module.load_state_dict(state)
             except RuntimeError as exc:  # shapes that differ
                 raise SemretError(f"{path}: the weights do not fit {what} ({exc})") from exc
-            return
+            return module
     expected = set(modules[0].state_dict())
     missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
     details = "; ".join(
