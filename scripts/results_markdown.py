@@ -1,4 +1,7 @@
-"""Print the Markdown tables of docs/results.md from the results.json files of `semret eval` runs.
+"""Print the Markdown tables of docs/results.md from `semret eval` report folders: a main table
+(mAP@250, mAHP@250, P@10, mAP@10 and query time per method), then each run's tables, a table per
+convention and metric (mean ± std where the run had several seeds), read with
+`semret.evaluation.load_results` from each folder's results.csv.
 
 uv run python scripts/results_markdown.py REPORT_DIR [REPORT_DIR ...]
 """
@@ -9,7 +12,9 @@ import json
 import sys
 from pathlib import Path
 
-METRICS = ("mAP", "mAHP", "P", "HP", "balanced accuracy")
+from semret.evaluation import load_results
+from semret.evaluation.conventions import CONVENTIONS, degenerate
+from semret.evaluation.results_table import format_value, markdown_grid
 
 
 def weights_label(weights: str) -> str:
@@ -17,53 +22,75 @@ def weights_label(weights: str) -> str:
     return weights if weights in ("imagenet", "none") else "trained"
 
 
-def tables(report: Path) -> str:
-    document = json.loads((report / "results.json").read_text(encoding="utf-8"))
-    summary, methods = document["summary"], document["methods"]
-    ks = [str(k) for k in sorted(document["config"]["ks"])]
-    backbone = summary["backbone"]
-    lines = [
-        f"### {summary['dataset']}, {backbone['name']} "
-        f"({weights_label(backbone['weights'])} weights, {backbone['input_size']} px)",
-        "",
+def _document(report: Path) -> dict:  # type: ignore[type-arg]
+    return json.loads((report / "results.json").read_text(encoding="utf-8"))  # type: ignore[no-any-return]
+
+
+def heading(report: Path) -> str:
+    document = _document(report)
+    summary, backbone = document["summary"], document["summary"]["backbone"]
+    seeds = summary.get("seeds", [document["config"]["seed"]])
+    return (
+        f"### {report.name}: {summary['dataset']}, {backbone['name']} "
+        f"({weights_label(backbone['weights'])} weights, {backbone['input_size']} px)\n\n"
         f"{summary['queries']:,} queries, {summary['database_images']:,} database images, "
-        f"{summary['train_images']:,} train images; {summary['protocol']}; store: {summary['database_backend']}.",
-        "",
-    ]
-    for metric in METRICS:
-        lines += [f"{metric}@k:", "", "| method | " + " | ".join(f"@{k}" for k in ks) + " |"]
-        lines.append("|---|" + "---:|" * len(ks))
-        for method, values in methods.items():
-            row = values["metrics"][metric]
-            lines.append(f"| {method} | " + " | ".join(f"{row[k]:.4f}" for k in ks) + " |")
-        lines.append("")
+        f"{summary['train_images']:,} train images; {summary['protocol']}; store: {summary['database_backend']}; "
+        f"seeds {', '.join(map(str, seeds))}.\n"
+    )
+
+
+def tables(report: Path) -> str:
+    frame = load_results(report)
+    lines = [heading(report)]
+    for convention in dict.fromkeys(frame["convention"]):
+        for metric in CONVENTIONS[convention].metrics:
+            if metric not in set(frame[frame["convention"] == convention]["metric"]):
+                continue
+            in_database = _document(report)["config"]["protocol"] == "test"
+            notes = [
+                f"@{k}: {n}"
+                for k in sorted(set(frame["k"]))
+                if (n := degenerate(convention, metric, int(k), queries_in_database=in_database))
+            ]
+            lines += [f"{metric}@k ({convention}):", "", markdown_grid(frame, convention, metric), ""]
+            if notes:
+                lines += ["; ".join(notes), ""]
+    timings = frame.drop_duplicates("method")
     lines += ["| method | build s | query ms (mean) | p50 | p99 |", "|---|---:|---:|---:|---:|"]
-    for method, values in methods.items():
-        t = values["timing"]
+    for row in timings.itertuples():
         lines.append(
-            f"| {method} | {t['build_seconds']:.2f} | {t['query_ms_mean']:.3f} | {t['query_ms_p50']:.3f} | "
-            f"{t['query_ms_p99']:.3f} |"
+            f"| {row.method} | {row.build_seconds:.2f} | {row.query_ms_mean:.3f} | {row.query_ms_p50:.3f} | "
+            f"{row.query_ms_p99:.3f} |"
         )
-    if "iwan" in methods:
-        accuracy = methods["iwan"]["details"]["classifier"]["query_accuracy"]
-        lines += ["", f"IWAN's word classifier: accuracy {accuracy:.4f} on the queries."]
+    methods = _document(report)["methods"]
+    for name in ("iwan", "iwan-published"):
+        classifier = methods.get(name, {}).get("details", {}).get("classifier", {})
+        if "query_accuracy" in classifier:
+            lines += ["", f"{name}'s word classifier: accuracy {classifier['query_accuracy']:.4f} on the queries."]
     return "\n".join(lines) + "\n"
 
 
 def main_table(reports: list[Path]) -> str:
     lines = [
-        "| backbone | method | mAP@250 | mAHP@250 | P@10 | mAP@10 | query ms |",
+        "| run | method | mAP@250 | mAHP@250 | P@10 | mAP@10 | query ms |",
         "|---|---|---:|---:|---:|---:|---:|",
     ]
     for report in reports:
-        document = json.loads((report / "results.json").read_text(encoding="utf-8"))
-        backbone = document["summary"]["backbone"]
-        name = f"{backbone['name']} ({weights_label(backbone['weights'])}, {backbone['input_size']} px)"
-        for method, values in document["methods"].items():
-            m = values["metrics"]
+        frame = load_results(report)
+        default = frame[frame["convention"] == frame["convention"].iloc[0]]
+        for method in dict.fromkeys(default["method"]):
+            rows = default[default["method"] == method]
+
+            def cell(metric: str, k: int, rows: object = rows) -> str:
+                found = rows[(rows["metric"] == metric) & (rows["k"] == k)]  # type: ignore[index]
+                if found.empty:
+                    return "-"
+                row = found.iloc[0]
+                return format_value(row["value"], row["std"], int(row["seeds"]))
+
             lines.append(
-                f"| {name} | {method} | {m['mAP']['250']:.4f} | {m['mAHP']['250']:.4f} | {m['P']['10']:.4f} | "
-                f"{m['mAP']['10']:.4f} | {values['timing']['query_ms_mean']:.2f} |"
+                f"| {report.name} | {method} | {cell('mAP', 250)} | {cell('mAHP', 250)} | {cell('P', 10)} | "
+                f"{cell('mAP', 10)} | {rows['query_ms_mean'].iloc[0]:.2f} |"
             )
     return "\n".join(lines) + "\n"
 

@@ -10,7 +10,12 @@ import textwrap
 import pytest
 
 # The evaluation pipeline trains networks: `semret eval` and `semret demo` import it when they run.
-RUNS_TORCH = ("semret.app.eval_pipeline", "semret.app.eval_methods")
+RUNS_TORCH = (
+    "semret.app.eval_pipeline",
+    "semret.app.eval_methods",
+    "semret.app.eval_sweep",
+    "semret.app.iwan_published",
+)
 # Run in a fresh interpreter: this test process may have imported torch already.
 PROBE = textwrap.dedent(
     f"""

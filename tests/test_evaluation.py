@@ -58,7 +58,12 @@ def tiny_config(data_dir: Path, url: str, cache: Path, **changes: object) -> Eva
         ks=(1, 5, 10),
         database_url=url,
         cache_dir=str(cache),
-        params={"hash": {"epochs": 5}, "classifier": {"epochs": 40}, "neural-lsh": {"epochs": 1, "n_tables": 2}},
+        params={
+            "hash": {"epochs": 5},
+            "classifier": {"epochs": 40},
+            "neural-lsh": {"epochs": 1, "n_tables": 2},
+            "neural-lsh-knn": {"epochs": 1, "n_tables": 2},
+        },
     )
     return replace(config, **changes)  # type: ignore[arg-type]
 
@@ -87,7 +92,8 @@ def check_rankings(result: EvalResult) -> None:
 def test_every_method_on_the_published_protocol(database_url: str, tiny: Path, tmp_path: Path) -> None:
     prepare_database(database_url)
     result = run(tiny_config(tiny, database_url, tmp_path / "cache"), tmp_path / "work")
-    assert list(result.runs) == list(METHODS)
+    # every method but iwan-published, which needs an ImageNet classifier that small-cnn lacks
+    assert list(result.runs) == [m for m in METHODS if m != "iwan-published"]
     test = load_dataset("fashion-mnist", "test", tiny)
     assert result.database_ids.tolist() == sorted(test.image_ids.tolist())
     assert sorted(result.query_ids.tolist()) == sorted(test.image_ids.tolist())

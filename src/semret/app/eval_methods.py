@@ -23,6 +23,7 @@ import numpy as np
 import numpy.typing as npt
 from sqlalchemy import Engine
 
+from semret.app.iwan_published import run_iwan_published
 from semret.core.search import SearcherBase
 from semret.core.spec import Spec, format_spec, parse_spec, parse_value
 from semret.errors import SemretError
@@ -34,6 +35,7 @@ from semret.indexes.base import check_index_params, index_class, make_index_from
 from semret.iwan.graph import IwanSettings
 from semret.iwan.index import WeightedWords
 from semret.iwan.links import ranked_words_from_probabilities
+from semret.iwan.published import PublishedIwanSettings
 from semret.iwan.vocabulary import Vocabulary
 from semret.sql.hash_store import hamming_searcher, load_hashes, register_model, store_hashes
 from semret.sql.images_store import store_image_words
@@ -49,8 +51,10 @@ DEFAULT_PARAMS: dict[str, dict[str, Any]] = {
     "lsh": {"n_bits": 8, "n_tables": 8, "n_probes": 1},
     "kmeans": {"n_probe": 1},
     "neural-lsh": {},
+    "neural-lsh-knn": {},
     "hash": {"n_bits": 48, "epochs": 30},
     "iwan": {"top_iwk": 4, "top_wwk": 4, "ranker": "sql"},
+    "iwan-published": {"top_iwk": 4, "top_wwk": 4, "label_strength": 1.0, "ranker": "sql"},
     "classifier": {"hidden": 0, "epochs": 30},
 }
 
@@ -81,6 +85,12 @@ class EvalData:
     feature_tag: str = "features"
     seed: int = 0
     params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: Features -> the backbone's ImageNet class probabilities (n, 1000), for iwan-published; None
+    #: when the backbone has no ImageNet head.
+    imagenet_probabilities: Callable[[npt.NDArray[np.float32]], npt.NDArray[np.float64]] | None = None
+    #: Whether a convention counts the query among its own results (then `_timed_queries` keeps
+    #: the rankings with the query too).
+    keep_query: bool = False
     #: What methods of one run share (the hash model, trained once for "hash" and "hash-rerank").
     shared: dict[str, Any] = field(default_factory=dict)
 
@@ -92,26 +102,54 @@ class EvalData:
         return [self.class_names[i] for i in self.database_labels]
 
 
+@dataclass(frozen=True)
+class TimedQueries:
+    """Every query's ranked ids (queries, k; -1 padded), its time and the candidates it scored, and
+    the rankings with the query allowed among its results where a convention asked for them."""
+
+    ids: npt.NDArray[np.int64]
+    seconds: npt.NDArray[np.float64]
+    candidates: npt.NDArray[np.int64]
+    ids_with_query: npt.NDArray[np.int64] | None
+
+    def run(self, build_seconds: float, details: dict[str, Any]) -> MethodRun:
+        """The `MethodRun` of these queries."""
+        return MethodRun(self.ids, build_seconds, self.seconds, details, self.ids_with_query)
+
+
 def _timed_queries(
     data: EvalData, searcher: SearcherBase, queries: Callable[[int], Any], k: int, stage: str, progress: Progress | None
-) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.int64]]:
-    """Search each query on its own through the search contract, timing each: (ids (queries, k),
-    seconds, candidates scored). In the test protocol the query image is left out
-    (``exclude_ids``), so it never counts among its own results."""
+) -> TimedQueries:
+    """Search each query on its own through the search contract, timing each.
+
+    In the test protocol the query image is left out (``exclude_ids``), so it never counts among
+    its own results. Where a convention counts the query (``data.keep_query``), each query is
+    searched for k + 1 without exclusion instead, the same work as the contract's exclusion
+    (`semret.core.search`): the ranking with the query is kept, and the one without it is that
+    ranking with the query dropped."""
     n = len(data.query_ids)
     ids = np.full((n, k), -1, dtype=np.int64)
+    keep_query = data.keep_query and data.queries_in_database
+    with_query = np.full((n, k), -1, dtype=np.int64) if keep_query else None
     seconds = np.zeros(n)
     candidates = np.zeros(n, dtype=np.int64)
     for row in range(n):
-        exclude = data.query_ids[row : row + 1] if data.queries_in_database else None
         start = time.perf_counter()
-        _, found = searcher.search(queries(row), k, exclude_ids=exclude)
+        if with_query is not None:
+            _, found = searcher.search(queries(row), k + 1)
+        else:
+            exclude = data.query_ids[row : row + 1] if data.queries_in_database else None
+            _, found = searcher.search(queries(row), k, exclude_ids=exclude)
         seconds[row] = time.perf_counter() - start
-        ids[row, : found.shape[1]] = found[0]
+        ranked = found[0]
+        if with_query is not None:
+            with_query[row, : min(k, len(ranked))] = ranked[:k]
+            ranked = ranked[ranked != data.query_ids[row]][:k]
+        ids[row, : len(ranked)] = ranked
         candidates[row] = searcher.last_candidates[0]
         if progress and (row % 64 == 63 or row == n - 1):
             progress(stage, row + 1, n)
-    return ids, seconds, candidates
+    return TimedQueries(ids, seconds, candidates, with_query)
 
 
 def vector_index_spec(kind: str, data: EvalData) -> Spec:
@@ -131,13 +169,11 @@ def run_vector_index(kind: str, data: EvalData, k: int, progress: Progress | Non
         index.fit(data.database_features, data.database_labels)
     index.add(data.database_ids, data.database_features)
     built = time.perf_counter() - start
-    ids, seconds, candidates = _timed_queries(
-        data, index, lambda row: data.query_features[row : row + 1], k, kind, progress
-    )
+    timed = _timed_queries(data, index, lambda row: data.query_features[row : row + 1], k, kind, progress)
     params = index.get_params()
     params.pop("dim")
-    details = {"spec": index.spec, "params": params, "mean_candidates": float(candidates.mean())}
-    return MethodRun(ids, built, seconds, details)
+    details = {"spec": index.spec, "params": params, "mean_candidates": float(timed.candidates.mean())}
+    return timed.run(built, details)
 
 
 @dataclass
@@ -201,12 +237,10 @@ def run_hash(data: EvalData, k: int, progress: Progress | None) -> MethodRun:
     in PostgreSQL, else in memory on the codes read back)."""
     trained = _hash_model(data, progress)
     searcher = hamming_searcher(data.engine, trained.model, data.collection)
-    ids, seconds, _ = _timed_queries(
-        data, searcher, lambda row: trained.query_codes[row : row + 1], k, "hash", progress
-    )
+    timed = _timed_queries(data, searcher, lambda row: trained.query_codes[row : row + 1], k, "hash", progress)
     where = {"postgresql": "postgresql", "memory": "memory (codes read from the store)"}[searcher.backend]
     details = {**trained.details, "spec": format_spec("hash", _hash_spec_params(trained)), "searched_in": where}
-    return MethodRun(ids, trained.build_seconds, seconds, details)
+    return timed.run(trained.build_seconds, details)
 
 
 def _hash_spec_params(trained: _HashModel) -> dict[str, Any]:
@@ -223,13 +257,13 @@ def run_hash_rerank(data: EvalData, k: int, progress: Progress | None) -> Method
     def query(row: int) -> HashQueries:
         return HashQueries(trained.query_embeddings[row : row + 1], trained.query_codes[row : row + 1])
 
-    ids, seconds, _ = _timed_queries(data, index, query, k, "hash-rerank", progress)
+    timed = _timed_queries(data, index, query, k, "hash-rerank", progress)
     details = {
         **trained.details,
         "spec": format_spec("hash-rerank", _hash_spec_params(trained)),
         "shortlist": shortlist or 2 * (k + int(data.queries_in_database)),
     }
-    return MethodRun(ids, trained.build_seconds, seconds, details)
+    return timed.run(trained.build_seconds, details)
 
 
 def run_iwan(data: EvalData, k: int, progress: Progress | None) -> MethodRun:
@@ -260,7 +294,7 @@ def run_iwan(data: EvalData, k: int, progress: Progress | None) -> MethodRun:
     def query(row: int) -> list[WeightedWords]:
         return [index.query_from_words(list(zip(query_words.words[row], query_words.strengths[row], strict=True)))]
 
-    ids, seconds, _ = _timed_queries(data, index, query, k, "iwan", progress)
+    timed = _timed_queries(data, index, query, k, "iwan", progress)
     accuracy = float(np.mean(np.argmax(query_probabilities, axis=1) == data.query_labels))
     details = {
         "spec": format_spec("iwan", {**settings.__dict__, "ranker": ranker_kind}),
@@ -269,7 +303,7 @@ def run_iwan(data: EvalData, k: int, progress: Progress | None) -> MethodRun:
         "graph": {"words": report.words, "word_edges": report.word_edges, "image_links": report.image_links},
         "words": {label: list(words) for label, words in zip(data.class_names, class_words, strict=True)},
     }
-    return MethodRun(ids, built, seconds, details)
+    return timed.run(built, details)
 
 
 RUNNERS: dict[str, Callable[[EvalData, int, Progress | None], MethodRun]] = {
@@ -277,14 +311,16 @@ RUNNERS: dict[str, Callable[[EvalData, int, Progress | None], MethodRun]] = {
     "lsh": lambda data, k, progress: run_vector_index("lsh", data, k, progress),
     "kmeans": lambda data, k, progress: run_vector_index("kmeans", data, k, progress),
     "neural-lsh": lambda data, k, progress: run_vector_index("neural-lsh", data, k, progress),
+    "neural-lsh-knn": lambda data, k, progress: run_vector_index("neural-lsh-knn", data, k, progress),
     "hash": run_hash,
     "hash-rerank": run_hash_rerank,
     "iwan": run_iwan,
+    "iwan-published": run_iwan_published,
 }
 
 
 #: The methods that are vector indexes of `semret.indexes` (their parameters are the index's).
-VECTOR_METHODS = ("exact", "lsh", "kmeans", "neural-lsh")
+VECTOR_METHODS = ("exact", "lsh", "kmeans", "neural-lsh", "neural-lsh-knn")
 #: Parameters that a run sets itself (from --seed), not --set.
 RUN_PARAMS = frozenset({"seed"})
 
@@ -338,6 +374,13 @@ def check_method_params(methods: tuple[str, ...] | list[str], params: dict[str, 
     if ranker not in ("sql", "memory"):
         raise SemretError(f"iwan.ranker must be 'sql' or 'memory', got {ranker!r}")
     _check_constructor("iwan", IwanSettings, iwan_params, list(IwanSettings.__dataclass_fields__))
+    published = {**DEFAULT_PARAMS["iwan-published"], **params.get("iwan-published", {})}
+    ranker = published.pop("ranker")
+    if ranker not in ("sql", "memory"):
+        raise SemretError(f"iwan-published.ranker must be 'sql' or 'memory', got {ranker!r}")
+    _check_constructor(
+        "iwan-published", PublishedIwanSettings, published, list(PublishedIwanSettings.__dataclass_fields__)
+    )
     classifier = {**DEFAULT_PARAMS["classifier"], **params.get("classifier", {})}
     _check_constructor("classifier", FeatureClassifier, classifier, FeatureClassifier.param_names())
 
@@ -355,8 +398,11 @@ def _check_constructor(method: str, cls: Any, params: dict[str, Any], accepted: 
 
 
 def parse_methods(text: str) -> list[str]:
-    """``"exact,hash"`` -> the methods, checked, in the order given (``all`` for every method)."""
-    names = list(METHODS) if text.strip() == "all" else [m.strip() for m in text.split(",") if m.strip()]
+    """``"exact,hash"`` -> the methods, checked, in the order given; ``all``: none named, which
+    `EvalConfig` reads as every method the backbone can run."""
+    if text.strip() == "all":
+        return []
+    names = [m.strip() for m in text.split(",") if m.strip()]
     unknown = [m for m in names if m not in RUNNERS]
     if unknown or not names:
         raise SemretError(f"unknown method(s) {', '.join(unknown) or '(none given)'}: choose from {', '.join(METHODS)}")

@@ -10,23 +10,38 @@
 4. Import the database images into the store, then run each method (`semret.app.eval_methods`):
    indexes on the features, the semantic hash model (its codes stored and searched in the store),
    the IWAN graph (built in the store from the classifier's words and the loaded norms).
-5. Score every method's rankings with mAP@k, mAHP@k, P@k, HP@k and balanced accuracy@k.
+5. Score every method's rankings with mAP@k, mAHP@k, P@k, HP@k and balanced accuracy@k, in each
+   metric convention asked for (`semret.evaluation.conventions`).
 
-Everything random is seeded by ``seed``: the same configuration gives the same rankings.
+Everything random is seeded: ``seed`` draws the data, each of ``seeds`` (default: ``seed``) the
+methods; the same configuration gives the same rankings. Several seeds give one run each, which the
+report aggregates as mean and standard deviation.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from semret.app.eval_methods import EvalData, Progress, check_method_params, iter_runs
 from semret.errors import SemretError
-from semret.evaluation.runs import PROTOCOLS, EvalConfig, EvalResult, MethodRun
+from semret.evaluation.conventions import CONVENTIONS
+from semret.evaluation.runs import (
+    IMAGENET_METHODS,
+    PROTOCOLS,
+    SEEDED_METHODS,
+    EvalConfig,
+    EvalResult,
+    MethodRun,
+    Scores,
+    may_have_imagenet_head,
+)
 from semret.evaluation.scoring import Ground, score_rankings
 from semret.sql.engine import describe_url, make_engine
 from semret.sql.images_store import import_image_set
@@ -36,6 +51,8 @@ from semret.torch_files import save_atomically
 from semret.vision.backbones import DEFAULT_WEIGHTS, INPUT_SIZES, Backbone, make_backbone
 from semret.vision.datasets import ImageSet, dataset_info, load_dataset
 from semret.vision.features import FeatureCache, FeatureKey, default_cache_dir, weights_id
+from semret.vision.hierarchy import ClassHierarchy
+from semret.vision.imagenet import imagenet_predictor
 from semret.vision.training import train_backbone
 
 #: The share of the images held out as test images when a dataset has no test split of its own.
@@ -116,25 +133,40 @@ def _features(
     return np.asarray(cache.features(key, images.images, backbone, batch_size, progress), dtype=np.float32)
 
 
-def run_evaluation(
-    config: EvalConfig, work_dir: Path, progress: Progress | None = None, log: Log | None = None
-) -> EvalResult:
-    """Run the whole evaluation (see the module docstring); ``work_dir`` receives the hash model."""
+@dataclass
+class PreparedRun:
+    """One seed's run, ready for the methods: what they share (`EvalData`), what scoring needs
+    (`Ground`), and the facts of the run for the report."""
+
+    data: EvalData
+    ground: Ground
+    summary: dict[str, Any]
+    collection: str
+    database_ids: npt.NDArray[np.int64]
+    query_ids: npt.NDArray[np.int64]
+    pretrained: bool
+
+
+def prepare_run(
+    config: EvalConfig,
+    seed: int,
+    work_dir: Path,
+    progress: Progress | None = None,
+    log: Log | None = None,
+) -> PreparedRun:
+    """Steps 1-4 of the module docstring for one seed: images, features, database and queries,
+    the database imported into the store. ``config.seed`` draws the data (the same for every
+    seed); ``seed`` seeds the methods and a backbone trained from scratch."""
     say = log or (lambda _message: None)
-    config.check()
-    check_method_params(config.methods, config.params)
     info = dataset_info(config.dataset, config.data_dir)
     hierarchy = info.class_hierarchy()
     hierarchy.require_classes(info.class_names)
     engine = make_engine(config.database_url)
-    require_current_schema(engine)
-    if norms_stats(engine).pairs == 0 and "iwan" in config.methods:
-        raise SemretError("no norms are loaded, which IWAN needs: run `semret norms load PATH` (or --sample) first")
     started = time.perf_counter()
     train, test = _train_and_test(config, say)
     train = train.subset(_sample(len(train), config.train_limit, config.seed))
     cache_root = Path(config.cache_dir) if config.cache_dir else default_cache_dir()
-    backbone = _backbone(config, train, cache_root, progress, say)
+    backbone = _backbone(replace(config, seed=seed), train, cache_root, progress, say)
     say(f"features: {backbone.name} ({backbone.weights} weights, {backbone.input_size} px), cache {cache_root}")
     cache = FeatureCache(cache_root)
     train_features = _features(cache, train, backbone, config.batch_size, progress)
@@ -160,6 +192,9 @@ def run_evaluation(
     collection = f"eval-{database.dataset}-{database.split}-{database.fingerprint()[:12]}"
     imported = import_image_set(engine, collection, database)
     say(f"store: collection {collection!r} ({len(database):,} images; {imported.inserted:,} new)")
+    pretrained = (config.weights or DEFAULT_WEIGHTS.get(config.backbone, "none")) != "none"  # not seeded
+    first = seed == config.run_seeds[0]
+    tag = f"{backbone.name}-{weights_id(backbone).replace(':', '-')}-{backbone.input_size}px"
     data = EvalData(
         engine=engine,
         collection=collection,
@@ -175,28 +210,23 @@ def run_evaluation(
         query_features=query_features,
         query_labels=queries.labels,
         queries_in_database=config.protocol == "test",
-        work_dir=work_dir,
-        feature_tag=f"{backbone.name}-{weights_id(backbone).replace(':', '-')}-{backbone.input_size}px",
-        seed=config.seed,
+        work_dir=work_dir if first else work_dir / f"seed-{seed}",
+        feature_tag=tag if first else f"{tag}-seed{seed}",
+        seed=seed,
         params=config.params,
+        imagenet_probabilities=imagenet_predictor(backbone),
+        keep_query=any(CONVENTIONS[name].query_counts for name in config.conventions),
     )
+    data.work_dir.mkdir(parents=True, exist_ok=True)
     ground = Ground(
         database.image_ids,
         database.labels,
         queries.labels,
         hierarchy.similarity_matrix(info.class_names),
         config.protocol == "test",
+        parents=class_parents(hierarchy, info.class_names),
+        query_ids=queries.image_ids,
     )
-    runs: dict[str, MethodRun] = {}
-    scores: dict[str, dict[str, dict[int, float]]] = {}
-    for method, run in iter_runs(data, list(config.methods), max(config.ks), progress):
-        runs[method] = run
-        scores[method] = score_rankings(ground, run.ids, sorted(config.ks))
-        say(
-            f"{method}: mAP@{max(config.ks)} {scores[method]['mAP'][max(config.ks)]:.4f}, "
-            f"mAHP@{max(config.ks)} {scores[method]['mAHP'][max(config.ks)]:.4f}, "
-            f"{1000 * run.query_seconds.mean():.2f} ms a query"
-        )
     summary = {
         "dataset": config.dataset,
         "classes": len(info.class_names),
@@ -211,4 +241,91 @@ def run_evaluation(
         "database_url": describe_url(engine.url),
         "preparation_seconds": prepared,
     }
-    return EvalResult(config, collection, summary, database.image_ids, queries.image_ids, runs, scores)
+    return PreparedRun(data, ground, summary, collection, database.image_ids, queries.image_ids, pretrained)
+
+
+def class_parents(hierarchy: ClassHierarchy, class_names: list[str]) -> npt.NDArray[np.int64]:
+    """The parent node of each class in the hierarchy (-1 for a class at the root), for the
+    seed-002-iwan convention's "same parent class"."""
+    parents = []
+    for node in hierarchy.require_classes(class_names):
+        parent = hierarchy.parent(node)
+        parents.append(-1 if parent is None else parent)
+    return np.asarray(parents, dtype=np.int64)
+
+
+def score_run(config: EvalConfig, ground: Ground, run: MethodRun) -> dict[str, dict[str, dict[int, float]]]:
+    """A method's run scored in every convention of the configuration: convention -> metric -> k -> mean."""
+    ks = sorted(config.ks)
+    return {
+        name: score_rankings(
+            ground, run.ids, ks, convention=name, ids_with_query=run.ids_with_query, missing=config.missing
+        )
+        for name in config.conventions
+    }
+
+
+def check_run(config: EvalConfig) -> None:
+    """Everything about a configuration that can be checked before any work: its values, every
+    method's parameters, the data set and its hierarchy, the store's schema, and the norms IWAN needs."""
+    config.check()
+    check_method_params(config.methods, config.params)
+    info = dataset_info(config.dataset, config.data_dir)
+    info.class_hierarchy().require_classes(info.class_names)
+    engine = make_engine(config.database_url)
+    require_current_schema(engine)
+    needing_head = sorted(IMAGENET_METHODS & set(config.methods))
+    if needing_head and not may_have_imagenet_head(config.backbone, config.weights):
+        raise SemretError(
+            f"{', '.join(needing_head)} needs a backbone with its ImageNet classifier (efficientnet-lite0, resnet50 or "
+            f"alexnet with --weights imagenet): {config.backbone} with weights {config.weights or 'default'} has none"
+        )
+    needs_norms = sorted({"iwan", "iwan-published"} & set(config.methods))
+    if needs_norms and norms_stats(engine).pairs == 0:
+        raise SemretError(
+            f"no norms are loaded, which {' and '.join(needs_norms)} need: "
+            "run `semret norms load PATH` (or --sample) first"
+        )
+
+
+def run_evaluation(
+    config: EvalConfig, work_dir: Path, progress: Progress | None = None, log: Log | None = None
+) -> EvalResult:
+    """Run the whole evaluation (see the module docstring) once per seed; ``work_dir`` receives
+    the hash model. With a pretrained backbone, a method that draws nothing (exact search,
+    iwan-published) gives the same rankings for every seed, so it runs once and its scores count
+    for every seed."""
+    say = log or (lambda _message: None)
+    check_run(config)
+    seed_runs: dict[int, dict[str, MethodRun]] = {}
+    seed_scores: dict[int, Scores] = {}
+    first: PreparedRun | None = None
+    for seed in config.run_seeds:
+        if len(config.run_seeds) > 1:
+            say(f"seed {seed} ({config.run_seeds.index(seed) + 1} of {len(config.run_seeds)})")
+        prepared = prepare_run(config, seed, work_dir, progress, say)
+        first = first or prepared
+        runs: dict[str, MethodRun] = {}
+        scores: Scores = {name: {} for name in config.conventions}
+        reusable = prepared.pretrained and seed != config.run_seeds[0]
+        fresh = [m for m in config.methods if not (reusable and m not in SEEDED_METHODS)]
+        ran = dict(iter_runs(prepared.data, fresh, max(config.ks), progress))
+        for method in config.methods:
+            if method in ran:
+                runs[method] = ran[method]
+                method_scores = score_run(config, prepared.ground, ran[method])
+            else:
+                runs[method] = seed_runs[config.run_seeds[0]][method]
+                method_scores = {name: seed_scores[config.run_seeds[0]][name][method] for name in config.conventions}
+            for name, values in method_scores.items():
+                scores[name][method] = values
+            default = method_scores[config.conventions[0]]
+            say(
+                f"{method}: mAP@{max(config.ks)} {default['mAP'][max(config.ks)]:.4f}"
+                + (f", mAHP@{max(config.ks)} {default['mAHP'][max(config.ks)]:.4f}" if "mAHP" in default else "")
+                + f", {1000 * runs[method].query_seconds.mean():.2f} ms a query"
+            )
+        seed_runs[seed], seed_scores[seed] = runs, scores
+    assert first is not None
+    summary = {**first.summary, "seeds": list(config.run_seeds)}
+    return EvalResult(config, first.collection, summary, first.database_ids, first.query_ids, seed_runs, seed_scores)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # torch is slow to import: the pipeline is imported where it runs
     from semret.evaluation.runs import EvalConfig, EvalResult
+    from semret.evaluation.sweep import SweepResult
     from semret.sql.norms_store import NormsLoadReport
 
 Progress = Callable[[str, int, int], None]
@@ -20,9 +21,9 @@ Log = Callable[[str], None]
 
 @dataclass(frozen=True)
 class Evaluation:
-    """A finished evaluation and the absolute paths of every file it wrote into ``out``."""
+    """A finished evaluation (or parameter sweep) and the absolute paths of every file it wrote into ``out``."""
 
-    result: EvalResult
+    result: EvalResult | SweepResult
     out: Path
     files: list[Path]
 
@@ -30,16 +31,23 @@ class Evaluation:
 def evaluate(
     config: EvalConfig, out: str | Path, progress: Progress | None = None, log: Log | None = None
 ) -> Evaluation:
-    """Run the evaluation `config` describes (`semret.app.eval_pipeline.run_evaluation`) and write
-    its report into ``out``."""
+    """Run the evaluation `config` describes (`semret.app.eval_pipeline.run_evaluation`, or
+    `semret.app.eval_sweep.run_sweep` for a sweep) and write its report into ``out``."""
     from semret.app.eval_pipeline import run_evaluation
+    from semret.app.eval_sweep import run_sweep
     from semret.evaluation.report import write_results
+    from semret.evaluation.sweep import write_sweep
 
     folder = Path(out).resolve()
     folder.mkdir(parents=True, exist_ok=True)
     started = time.time()
-    result = run_evaluation(config, folder, progress, log)
-    written = set(write_results(result, folder).values())
+    result: EvalResult | SweepResult
+    if config.sweep is not None:
+        result = run_sweep(config, folder, progress, log)
+        written = set(write_sweep(result, folder).values())
+    else:
+        result = run_evaluation(config, folder, progress, log)
+        written = set(write_results(result, folder).values())
     # the report, and what the methods left there (the hash model): every file this run wrote
     files = sorted(p for p in folder.rglob("*") if p.is_file() and (p in written or p.stat().st_mtime >= started - 1))
     return Evaluation(result, folder, files)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -39,11 +39,38 @@ def parse_ks(text: str) -> tuple[int, ...]:
     return ks
 
 
+def parse_seeds(text: str, ctx: typer.Context) -> tuple[int, ...]:
+    """``"0,1,2"`` -> (0, 1, 2); --seed and --seeds together are refused."""
+    source = ctx.get_parameter_source("seed")
+    if source is not None and source.name == "COMMANDLINE":
+        raise SemretError("give --seed or --seeds, not both")
+    try:
+        values = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise SemretError(f"--seeds must be integers separated by commas, got {text!r}") from None
+    if not values:
+        raise SemretError("--seeds needs at least one seed")
+    return values
+
+
+def parse_sweep(text: str) -> tuple[str, tuple[Any, ...]]:
+    """``"top_iwk=1,2,3"`` -> ("top_iwk", (1, 2, 3)); values read as JSON where they parse."""
+    from semret.core.spec import parse_value
+
+    parameter, _, values = text.partition("=")
+    items = tuple(parse_value(v.strip()) for v in values.split(",") if v.strip())
+    if not parameter.strip() or not items:
+        raise SemretError(f"--sweep takes PARAMETER=V1,V2,... (e.g. top_iwk=1,2,3), got {text!r}")
+    return parameter.strip(), items
+
+
 def _report(evaluation: Evaluation) -> None:
     """Print an evaluation's tables and every file it wrote (absolute paths)."""
     from semret.evaluation.report import tables as report_tables
+    from semret.evaluation.sweep import SweepResult, sweep_tables
 
-    for table in report_tables(evaluation.result):
+    result = evaluation.result
+    for table in sweep_tables(result) if isinstance(result, SweepResult) else report_tables(result):
         console.print(table)
     console.print(f"report written to {evaluation.out}:")
     for path in evaluation.files:
@@ -107,6 +134,39 @@ def eval_command(
         int | None, typer.Option("--train-limit", min=1, help="Train on N random train images.", show_default=False)
     ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seeds every random choice.")] = 0,
+    seeds: Annotated[
+        str | None,
+        typer.Option(
+            "--seeds",
+            metavar="S,...",
+            help="Run the methods once per seed (e.g. 0,1,2) and report mean ± std; the data is drawn by the first.",
+            show_default=False,
+        ),
+    ] = None,
+    conventions: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--convention",
+            metavar="NAME",
+            help="A metric convention (repeatable): semret, seed-002, seed-002-iwan, hashnet, deephash-pytorch.",
+            show_default=False,
+        ),
+    ] = None,
+    missing: Annotated[
+        str,
+        typer.Option(
+            "--missing", metavar="RULE", help="Places a method left empty: zero (score 0) or pad (Barz & Denzler)."
+        ),
+    ] = "zero",
+    sweep: Annotated[
+        str | None,
+        typer.Option(
+            "--sweep",
+            metavar="PARAMETER=V1,V2,...",
+            help="Run the one method once per value of its parameter (e.g. top_iwk=1,2,3): sweep.json, .csv, plots.",
+            show_default=False,
+        ),
+    ] = None,
     out: Annotated[
         Path | None,
         typer.Option(
@@ -129,6 +189,7 @@ def eval_command(
     from semret.app.eval_methods import parse_method_settings, parse_methods
     from semret.evaluation.runs import EvalConfig
 
+    parsed_seeds = parse_seeds(seeds, ctx) if seeds is not None else ()
     config = EvalConfig(
         dataset=dataset,
         data_dir=str(data_dir) if data_dir else None,
@@ -142,7 +203,11 @@ def eval_command(
         protocol=protocol,
         queries=queries,
         train_limit=train_limit,
-        seed=seed,
+        seed=parsed_seeds[0] if parsed_seeds else seed,
+        seeds=parsed_seeds,
+        conventions=tuple(conventions or ("semret",)),
+        missing=missing,
+        sweep=parse_sweep(sweep) if sweep is not None else None,
         database_url=database_url(ctx, db),
         cache_dir=str(cache_dir) if cache_dir else None,
         params=parse_method_settings(settings or []),
