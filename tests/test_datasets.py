@@ -397,3 +397,39 @@ def test_real_fashion_mnist_test_split() -> None:
     assert len(test) == 10_000 and test.images.shape == (10_000, 28, 28)
     assert test.image_ids[0] == 60_000 and test.image_ids[-1] == 69_999
     assert np.bincount(test.labels, minlength=10).tolist() == [1_000] * 10
+
+
+def test_cifar100_coarse_classes_are_its_twenty_groups_of_five() -> None:
+    from semret.vision.datasets import CIFAR100_COARSE
+
+    assert len(CIFAR100_COARSE) == 20 and all(len(members) == 5 for members in CIFAR100_COARSE.values())
+    assert sorted(c for members in CIFAR100_COARSE.values() for c in members) == sorted(CIFAR100_CLASSES)
+    meta = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar100-hierarchy" / "cifar100-meta.pickle"
+    if meta.is_file():  # the real meta file (beside the checkout in CI): the same coarse names, in order
+        names = pickle.loads(meta.read_bytes(), encoding="bytes")[b"coarse_label_names"]
+        assert [n.decode() for n in names] == list(CIFAR100_COARSE)
+
+
+def test_a_cifar100_coarse_label_that_contradicts_its_class_is_refused(tmp_path: Path) -> None:
+    folder = write_cifar100(tmp_path)
+    train = pickle.loads((folder / "train").read_bytes())
+    train[b"coarse_labels"] = [4, 1, 13, 5]  # dolphin is an aquatic mammal (0), not a household device
+    (folder / "train").write_bytes(pickle.dumps(train))
+    with pytest.raises(SemretError, match=r"train: image 3's coarse label does not match its class 'dolphin'"):
+        load_dataset("cifar100", "train", tmp_path)
+
+
+def test_seed_002_iwan_grades_by_cifar100_coarse_classes_elsewhere_by_the_hierarchy() -> None:
+    from semret.app.eval_pipeline import class_parents
+
+    info = dataset_info("cifar100")
+    parents = class_parents(info, info.class_hierarchy())
+    index = {name: i for i, name in enumerate(CIFAR100_CLASSES)}
+    assert parents[index["apple"]] == parents[index["orange"]] == parents[index["sweet_pepper"]]
+    assert parents[index["apple"]] != parents[index["bowl"]]
+    assert len(set(parents.tolist())) == 20
+    fashion = dataset_info("fashion-mnist")
+    hierarchy = fashion.class_hierarchy()
+    assert class_parents(fashion, hierarchy).tolist() == [
+        hierarchy.parent(node) for node in hierarchy.require_classes(fashion.class_names)
+    ]

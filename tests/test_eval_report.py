@@ -23,6 +23,7 @@ from semret.evaluation.report import results_document, tables, write_results
 from semret.evaluation.results_table import COLUMNS, RESULTS_CSV, results_frame
 from semret.evaluation.runs import EvalConfig, EvalResult, MethodRun
 from semret.evaluation.sweep import SWEEP_CSV, SWEEP_FILE, SWEEP_PLOTS, write_sweep
+from semret.hashing.retrieval import HashQueries, SemanticHashIndex
 from semret.indexes.exact import ExactIndex
 
 from helpers import semret
@@ -139,19 +140,29 @@ def _data(features: np.ndarray, keep_query: bool) -> EvalData:
     )
 
 
-def test_keeping_the_query_gives_the_same_rankings_without_it() -> None:
-    features = np.random.default_rng(3).normal(size=(40, 8)).astype(np.float32)
-    index = ExactIndex(8)
-    index.add(np.arange(10, 50), features)
-    plain = _data(features, keep_query=False)
-    kept = _data(features, keep_query=True)
-    without = _timed_queries(plain, index, lambda row: features[row : row + 1], 5, "exact", None)
-    both = _timed_queries(kept, index, lambda row: features[row : row + 1], 5, "exact", None)
-    assert without.ids_with_query is None
-    np.testing.assert_array_equal(both.ids, without.ids)
-    assert both.ids_with_query is not None
-    np.testing.assert_array_equal(both.ids_with_query[:, 0], plain.query_ids)  # exact: itself first
-    np.testing.assert_array_equal(both.ids_with_query[:, 1:], without.ids[:, :4])
+@pytest.mark.parametrize("shortlist", [None, 5, 7])
+def test_keeping_the_query_leaves_the_ranking_without_it_as_it_is(shortlist: int | None) -> None:
+    rng = np.random.default_rng(3)
+    features = rng.normal(size=(40, 8)).astype(np.float32)
+    codes = np.packbits(rng.integers(0, 2, (40, 16)).astype(np.uint8), axis=1)
+    exact = ExactIndex(8)
+    exact.add(np.arange(10, 50), features)
+    hashed = SemanticHashIndex(16, 8, "rerank", shortlist=shortlist)
+    hashed.add(np.arange(10, 50), features, codes)
+    plain, kept = _data(features, keep_query=False), _data(features, keep_query=True)
+    for index, query in (
+        (exact, lambda row: features[row : row + 1]),
+        (hashed, lambda row: HashQueries(features[row : row + 1], codes[row : row + 1])),
+    ):
+        without = _timed_queries(plain, index, query, 5, "x", None)
+        both = _timed_queries(kept, index, query, 5, "x", None)
+        assert without.ids_with_query is None
+        np.testing.assert_array_equal(both.ids, without.ids)  # seed-002 asked or not: the same
+        assert both.ids_with_query is not None
+        for row in range(40):
+            _, expected = index.search(query(row), 5)
+            np.testing.assert_array_equal(both.ids_with_query[row], expected[0])
+    np.testing.assert_array_equal(both.ids_with_query[:, 0], plain.query_ids)  # re-rank: itself first
 
 
 def test_several_seeds_run_separately_and_the_first_is_a_single_seed_run(sqlite_url: str, tmp_path: Path) -> None:
@@ -244,7 +255,18 @@ def test_a_cell_that_is_the_same_for_every_ranking_is_printed_as_a_dash() -> Non
     assert cells[1:4] == ["a", "-", "0.2500 ± 0.0000"], cells
 
 
-def test_iwan_published_runs_in_the_pipeline_and_sweeps_top_iwk(sqlite_url: str, tmp_path: Path) -> None:
+def test_iwan_published_runs_in_the_pipeline_and_sweeps_top_iwk(
+    sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import semret.app.iwan_published as published
+
+    stored: list[int] = []
+    store = published.store_imagenet_words
+    monkeypatch.setattr(
+        published,
+        "store_imagenet_words",
+        lambda engine, collection, ranked: stored.append(1) or store(engine, collection, ranked),
+    )
     prepare_database(sqlite_url)
     data = write_patterned_fashion(tmp_path / "fashion")
     config = tiny_config(
@@ -259,6 +281,7 @@ def test_iwan_published_runs_in_the_pipeline_and_sweeps_top_iwk(sqlite_url: str,
         sweep=("top_iwk", (1, 4)),
     )
     result = run_sweep(config, tmp_path / "work")
+    assert len(stored) == 1  # the database's ImageNet words are stored once for the whole sweep
     for value in (1, 4):
         ids = result.runs[value].ids
         assert (ids >= 0).sum() > 0

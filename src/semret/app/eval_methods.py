@@ -123,10 +123,8 @@ def _timed_queries(
     """Search each query on its own through the search contract, timing each.
 
     In the test protocol the query image is left out (``exclude_ids``), so it never counts among
-    its own results. Where a convention counts the query (``data.keep_query``), each query is
-    searched for k + 1 without exclusion instead, the same work as the contract's exclusion
-    (`semret.core.search`): the ranking with the query is kept, and the one without it is that
-    ranking with the query dropped."""
+    its own results. Where a convention counts the query (``data.keep_query``), each query is also
+    searched, untimed, without leaving it out: the ranking in which the query may appear."""
     n = len(data.query_ids)
     ids = np.full((n, k), -1, dtype=np.int64)
     keep_query = data.keep_query and data.queries_in_database
@@ -134,19 +132,15 @@ def _timed_queries(
     seconds = np.zeros(n)
     candidates = np.zeros(n, dtype=np.int64)
     for row in range(n):
+        exclude = data.query_ids[row : row + 1] if data.queries_in_database else None
         start = time.perf_counter()
-        if with_query is not None:
-            _, found = searcher.search(queries(row), k + 1)
-        else:
-            exclude = data.query_ids[row : row + 1] if data.queries_in_database else None
-            _, found = searcher.search(queries(row), k, exclude_ids=exclude)
+        _, found = searcher.search(queries(row), k, exclude_ids=exclude)
         seconds[row] = time.perf_counter() - start
-        ranked = found[0]
-        if with_query is not None:
-            with_query[row, : min(k, len(ranked))] = ranked[:k]
-            ranked = ranked[ranked != data.query_ids[row]][:k]
-        ids[row, : len(ranked)] = ranked
+        ids[row, : found.shape[1]] = found[0]
         candidates[row] = searcher.last_candidates[0]
+        if with_query is not None:
+            _, found = searcher.search(queries(row), k)
+            with_query[row, : found.shape[1]] = found[0]
         if progress and (row % 64 == 63 or row == n - 1):
             progress(stage, row + 1, n)
     return TimedQueries(ids, seconds, candidates, with_query)

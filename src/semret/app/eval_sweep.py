@@ -8,8 +8,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from semret.app.eval_methods import Progress, check_method_params, iter_runs
-from semret.app.eval_pipeline import check_run, prepare_run, score_run
+from semret.app.eval_methods import RUNNERS, Progress, check_method_params
+from semret.app.eval_pipeline import check_run, prepare_run, run_summary, score_run
 from semret.errors import SemretError
 from semret.evaluation.runs import EvalConfig, MethodRun
 from semret.evaluation.sweep import SweepResult
@@ -40,14 +40,15 @@ def run_sweep(
     prepared = prepare_run(config, config.seed, work_dir, progress, say)
     runs: dict[Any, MethodRun] = {}
     scores: dict[Any, dict[str, dict[str, dict[int, float]]]] = {}
-    for value in values:
-        prepared.data.params = _with_value(config.params, method, parameter, value)
-        ((_, run),) = iter_runs(prepared.data, [method], max(config.ks), progress)
-        runs[value], scores[value] = run, score_run(config, prepared.ground, run)
-        default = scores[value][config.conventions[0]]
-        say(
-            f"{method} {parameter}={value}: mAP@{max(config.ks)} {default['mAP'][max(config.ks)]:.4f}, "
-            f"{1000 * run.query_seconds.mean():.2f} ms a query"
-        )
+    try:
+        for value in values:
+            prepared.data.params = _with_value(config.params, method, parameter, value)
+            # RUNNERS directly, not iter_runs: what the runs share (iwan-published's stored
+            # ImageNet words) stays for the next value, and is let go after the last
+            run = RUNNERS[method](prepared.data, max(config.ks), progress)
+            runs[value], scores[value] = run, score_run(config, prepared.ground, run)
+            say(f"{method} {parameter}={value}: " + run_summary(scores[value][config.conventions[0]], config.ks, run))
+    finally:
+        prepared.data.shared.clear()
     summary = {**prepared.summary, "collection": prepared.collection}
     return SweepResult(config, method, parameter, summary, runs, scores)

@@ -39,6 +39,11 @@ def parse_ks(text: str) -> tuple[int, ...]:
     return ks
 
 
+def with_semret_first(conventions: list[str]) -> tuple[str, ...]:
+    """The conventions asked for, semret's first unless it is among them (then the order given)."""
+    return tuple(conventions) if "semret" in conventions else ("semret", *conventions)
+
+
 def parse_seeds(text: str, ctx: typer.Context) -> tuple[int, ...]:
     """``"0,1,2"`` -> (0, 1, 2); --seed and --seeds together are refused."""
     source = ctx.get_parameter_source("seed")
@@ -148,7 +153,7 @@ def eval_command(
         typer.Option(
             "--convention",
             metavar="NAME",
-            help="A metric convention (repeatable): semret, seed-002, seed-002-iwan, hashnet, deephash-pytorch.",
+            help="Also score in this convention (repeatable): seed-002, seed-002-iwan, hashnet, deephash-pytorch.",
             show_default=False,
         ),
     ] = None,
@@ -205,7 +210,7 @@ def eval_command(
         train_limit=train_limit,
         seed=parsed_seeds[0] if parsed_seeds else seed,
         seeds=parsed_seeds,
-        conventions=tuple(conventions or ("semret",)),
+        conventions=with_semret_first(conventions or []),
         missing=missing,
         sweep=parse_sweep(sweep) if sweep is not None else None,
         database_url=database_url(ctx, db),

@@ -82,12 +82,13 @@ CONVENTIONS: dict[str, Convention] = {
         Convention(
             name="seed-002-iwan",
             source=(
-                "seed report 002 (CIFAR-100, IWAN): the IWAN retrieval script's evaluate_predictions, "
-                "same project (the database is the train split, so the query is never a result)"
+                "seed report 002 (CIFAR-100, IWAN): evaluate_predictions of the project's IWAN retrieval "
+                "script (public code index; the database is the train split, so the query is never a result)"
             ),
             metrics={
                 "mAP": "mean over the top k of 1 (the query's class), 0.5 (another class of the same "
-                "parent; CIFAR-100's coarse label), 0 (otherwise), the query left out",
+                "parent: CIFAR-100's coarse label, elsewhere the hierarchy's parent), 0 (otherwise), "
+                "the query left out",
                 "mAHP": "mean class similarity (the class-embedding dot product) of the top k, the query left out",
             },
             query_counts=False,

@@ -22,7 +22,6 @@ from semret import __version__
 from semret.evaluation.conventions import CONVENTIONS, constant_value, degenerate
 from semret.evaluation.results_table import (
     RESULTS_CSV,
-    markdown_grid,
     method_timing,
     metric_grid,
     results_frame,
@@ -66,7 +65,7 @@ def results_document(result: EvalResult) -> dict[str, Any]:
 
     Per method: ``metrics`` in the first (default) convention and ``conventions`` in each, the mean
     over the seeds; with several seeds also ``std`` (per convention) and ``seeds`` (every seed's
-    scores)."""
+    scores); ``details`` (parameters, model, graph size) are the first seed's run."""
     config = asdict(result.config)
     frame = results_frame(result)
     methods: dict[str, Any] = {}
@@ -115,7 +114,7 @@ def write_results(result: EvalResult, out: Path) -> dict[str, Path]:
     """Write results.json, results.csv, rankings.npz and the plots into ``out``; the paths written."""
     out.mkdir(parents=True, exist_ok=True)
     results = out / RESULTS_FILE
-    results.write_text(json.dumps(results_document(result), indent=2, default=_plain) + "\n", encoding="utf-8")
+    results.write_text(json.dumps(results_document(result), indent=2, default=json_default) + "\n", encoding="utf-8")
     table = write_results_csv(result, out / RESULTS_CSV)
     rankings = out / RANKINGS_FILE
     arrays = {"query_ids": result.query_ids, "database_ids": result.database_ids}
@@ -134,7 +133,7 @@ def write_results(result: EvalResult, out: Path) -> dict[str, Path]:
     return written
 
 
-def _plain(value: Any) -> Any:
+def json_default(value: Any) -> Any:
     """JSON for numpy scalars and arrays, and paths."""
     if isinstance(value, np.generic):
         return value.item()
@@ -208,11 +207,6 @@ def tables(result: EvalResult, metrics: tuple[str, ...] | None = None) -> list[T
             if metric in scored:
                 out.append(metric_table(result, metric, convention))
     return [*out, timing_table(result)]
-
-
-def markdown_table(result: EvalResult, metric: str, convention: str | None = None) -> str:
-    """A metric as a Markdown table (methods x k), for docs."""
-    return markdown_grid(results_frame(result), convention or result.config.conventions[0], metric)
 
 
 def write_plots(result: EvalResult, out: Path) -> dict[str, Path]:

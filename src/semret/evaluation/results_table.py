@@ -85,13 +85,15 @@ def write_results_csv(result: EvalResult, path: Path) -> Path:
 
 def load_results(*paths: str | Path) -> pd.DataFrame:
     """One DataFrame of one or more runs' results.csv (a run's folder or the file itself), with a
-    ``run`` column naming each (its folder)."""
+    ``run`` column naming each: its folder's name, or its folder's path where two names are alike."""
     if not paths:
         raise SemretError("load_results needs at least one run folder or results.csv")
     frames = []
-    for given in paths:
-        path = Path(given)
-        file = path / RESULTS_CSV if path.is_dir() else path
+    files = [Path(given) / RESULTS_CSV if Path(given).is_dir() else Path(given) for given in paths]
+    names = [file.parent.name for file in files]
+    if len(set(names)) < len(names):  # two runs in folders of one name: their paths tell them apart
+        names = [str(file.parent) for file in files]
+    for file, name in zip(files, names, strict=True):
         if not file.is_file():
             raise SemretError(f"{file}: no such results file (a run folder holds {RESULTS_CSV})")
         try:
@@ -101,7 +103,7 @@ def load_results(*paths: str | Path) -> pd.DataFrame:
         missing = [c for c in COLUMNS if c not in frame.columns]
         if missing:
             raise SemretError(f"{file}: not a semret results table (missing column(s) {', '.join(missing)})")
-        frame.insert(0, "run", file.parent.name)
+        frame.insert(0, "run", name)
         frames.append(frame)
     return pd.concat(frames, ignore_index=True)
 

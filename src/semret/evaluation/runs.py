@@ -160,9 +160,9 @@ class EvalResult:
     """A finished evaluation: per seed, each method's output (`MethodRun`) and its scores in every
     convention of the configuration.
 
-    ``runs`` and ``scores`` are those of the first seed and the first (default) convention, as a
-    single-seed run has them; `semret.evaluation.results_table` turns ``seed_scores`` into the tidy
-    table (mean and standard deviation over the seeds) that the reports render.
+    ``runs`` are the first seed's; ``scores`` are the first (default) convention's, the mean over
+    the seeds (a single-seed run's own); `semret.evaluation.results_table` turns ``seed_scores``
+    into the tidy table (mean and standard deviation over the seeds) that the reports render.
     """
 
     config: EvalConfig

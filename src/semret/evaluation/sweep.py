@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from semret.evaluation.conventions import CONVENTIONS
+from semret.evaluation.report import json_default
 from semret.evaluation.results_table import run_timing
 from semret.evaluation.runs import EvalConfig, MethodRun
 
@@ -92,18 +93,10 @@ def write_sweep(result: SweepResult, out: Path) -> dict[str, Path]:
         ],
     }
     path = out / SWEEP_FILE
-    path.write_text(json.dumps(document, indent=2, default=_plain) + "\n", encoding="utf-8")
+    path.write_text(json.dumps(document, indent=2, default=json_default) + "\n", encoding="utf-8")
     table = out / SWEEP_CSV
     sweep_frame(result).to_csv(table, index=False, float_format="%.10g")
     return {"sweep": path, "table": table, **write_sweep_plots(result, out)}
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    return str(value)
 
 
 def compare_k(ks: tuple[int, ...]) -> int:

@@ -14,9 +14,11 @@ Followed from the official code (github.com/Indradyumna/PermGNN, ``minmax/hashin
   ``loss2``), ``+ (1 - balance_weight - quantisation_weight) / B^2 * sum_{i != j non-neighbours}
   |h_i . h_j|`` (codes of non-neighbour pairs decorrelated, ``loss3``). The weights are
   ``--LAMBDA1`` = ``--LAMBDA2`` = 0.01; plain SGD with learning rate 0.05 (``--LEARNING_RATE_FUNC``);
-  the points shuffled every epoch; ``--NUM_EPOCHS`` = 200 and the official early stopping
-  (``EarlyStoppingModule(av, 50, 0.001)`` on minus the epoch's summed loss: stop once it has not
-  improved by 0.001 for more than 50 epochs).
+  the points shuffled every epoch; at most ``--NUM_EPOCHS`` = 200 epochs, with the official early
+  stopping (``EarlyStoppingModule(av, 50, 0.001)`` on minus the epoch's summed loss: stop once it has
+  not improved by 0.001 for more than 50 epochs). The official ``run_graph_lp_hash`` does one or the
+  other (early stopping with no epoch cap when a validation split is held out, its default; the
+  fixed epochs without one); semret caps the early-stopped training at 200 epochs.
 - the tables (``LSH.init_hash_functions``, ``assign_bucket``, ``bucketify``): L = ``n_tables`` = 10
   tables, each keyed on J = ``bits_per_table`` = 8 distinct bits of the one code, chosen at random
   (the first J of the bit positions shuffled again for each table), 2^J buckets a table; a bit is
@@ -34,7 +36,9 @@ Adapted for image features (PermGNN hashes the nodes of a graph, whose neighbour
 - ``loss3`` over ``negatives`` = 10 non-neighbours per point sampled (without replacement, uniformly)
   from its batch of ``batch_size`` = 125, as the assignment citing the paper did ("sampled 10
   negatives for each datapoint, from batches of size 125"), divided by B * negatives (the mean
-  over the sampled pairs, where the official 1 / B^2 is about the mean over all pairs);
+  over the sampled pairs when every point has that many non-neighbours in its batch; a point with
+  fewer gives all it has, and the divisor stays B * negatives, as the official 1 / B^2 stays
+  whatever the number of non-neighbour pairs);
   ``negatives=None`` takes every non-neighbour pair of the batch, divided by B^2, as the official
   code does. (The official default batch is 128, ``--BATCH_SIZE``.)
 - at most ``fit_sample`` fit vectors (a seeded random sample) train the code, so that the exact

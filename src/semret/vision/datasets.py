@@ -50,6 +50,32 @@ CIFAR100_CLASSES = [
     "willow_tree", "wolf", "woman", "worm",
 ]  # fmt: skip
 
+#: CIFAR-100's 20 coarse classes (superclasses) and their five fine classes each, in the order of
+#: the ``coarse_label_names`` of its meta file (the CIFAR-100 page, Krizhevsky 2009); the loader
+#: checks it against every batch's ``coarse_labels``. The seed-002-iwan convention's "same parent".
+CIFAR100_COARSE: dict[str, list[str]] = {
+    "aquatic_mammals": ["beaver", "dolphin", "otter", "seal", "whale"],
+    "fish": ["aquarium_fish", "flatfish", "ray", "shark", "trout"],
+    "flowers": ["orchid", "poppy", "rose", "sunflower", "tulip"],
+    "food_containers": ["bottle", "bowl", "can", "cup", "plate"],
+    "fruit_and_vegetables": ["apple", "mushroom", "orange", "pear", "sweet_pepper"],
+    "household_electrical_devices": ["clock", "keyboard", "lamp", "telephone", "television"],
+    "household_furniture": ["bed", "chair", "couch", "table", "wardrobe"],
+    "insects": ["bee", "beetle", "butterfly", "caterpillar", "cockroach"],
+    "large_carnivores": ["bear", "leopard", "lion", "tiger", "wolf"],
+    "large_man-made_outdoor_things": ["bridge", "castle", "house", "road", "skyscraper"],
+    "large_natural_outdoor_scenes": ["cloud", "forest", "mountain", "plain", "sea"],
+    "large_omnivores_and_herbivores": ["camel", "cattle", "chimpanzee", "elephant", "kangaroo"],
+    "medium_mammals": ["fox", "porcupine", "possum", "raccoon", "skunk"],
+    "non-insect_invertebrates": ["crab", "lobster", "snail", "spider", "worm"],
+    "people": ["baby", "boy", "girl", "man", "woman"],
+    "reptiles": ["crocodile", "dinosaur", "lizard", "snake", "turtle"],
+    "small_mammals": ["hamster", "mouse", "rabbit", "shrew", "squirrel"],
+    "trees": ["maple_tree", "oak_tree", "palm_tree", "pine_tree", "willow_tree"],
+    "vehicles_1": ["bicycle", "bus", "motorcycle", "pickup_truck", "train"],
+    "vehicles_2": ["lawn_mower", "rocket", "streetcar", "tank", "tractor"],
+}
+
 TRAIN_TEST = ("train", "test", "all")
 #: Where Debian's ``dataset-fashion-mnist`` package puts the IDX files.
 SYSTEM_FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -161,6 +187,8 @@ class DatasetInfo:
     splits: tuple[str, ...]
     hierarchy_file: Path | None = None
     vocabulary_file: Path | None = None
+    #: The data set's own coarse classes, where it has them (CIFAR-100): coarse name -> classes.
+    coarse_classes: dict[str, list[str]] | None = None
 
     def class_hierarchy(self) -> ClassHierarchy:
         """The dataset's class hierarchy: its own file, the packaged one, or a flat one (every class a
@@ -193,7 +221,9 @@ class DatasetInfo:
 
 _BUILT_IN = {
     "cifar10": DatasetInfo("cifar10", CIFAR10_CLASSES, "cifar10", "cifar10", TRAIN_TEST),
-    "cifar100": DatasetInfo("cifar100", CIFAR100_CLASSES, "cifar100", "cifar100", TRAIN_TEST),
+    "cifar100": DatasetInfo(
+        "cifar100", CIFAR100_CLASSES, "cifar100", "cifar100", TRAIN_TEST, coarse_classes=CIFAR100_COARSE
+    ),
     "fashion-mnist": DatasetInfo("fashion-mnist", FASHION_MNIST_CLASSES, "fashion-mnist", "fashion-mnist", TRAIN_TEST),
 }
 FOLDER = "folder"
@@ -438,7 +468,22 @@ def _read_cifar_batch(layout: _CifarLayout, file: Path) -> tuple[npt.NDArray[np.
     if labels.shape != (len(data),):
         raise SemretError(f"{file}: {len(data):,} images but {labels.size:,} {layout.label_key}")
     images = np.ascontiguousarray(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
-    return images, _check_labels(labels, len(layout.classes), str(file))
+    checked = _check_labels(labels, len(layout.classes), str(file))
+    if layout.name == "cifar100" and "coarse_labels" in entry:
+        _check_coarse(np.asarray(entry["coarse_labels"]), checked, file)
+    return images, checked
+
+
+def _check_coarse(coarse: npt.NDArray[Any], fine: npt.NDArray[np.int64], file: Path) -> None:
+    """Every image's coarse label must be its fine class's group in `CIFAR100_COARSE`."""
+    group_of = {c: g for g, (_, members) in enumerate(CIFAR100_COARSE.items()) for c in members}
+    expected = np.array([group_of[CIFAR100_CLASSES[f]] for f in fine], dtype=np.int64)
+    if coarse.shape != fine.shape or not np.array_equal(coarse.astype(np.int64), expected):
+        wrong = int(np.flatnonzero(coarse.astype(np.int64) != expected)[0]) if coarse.shape == fine.shape else 0
+        raise SemretError(
+            f"{file}: image {wrong}'s coarse label does not match its class "
+            f"{CIFAR100_CLASSES[int(fine[wrong])]!r} (CIFAR-100's coarse classes are fixed)"
+        )
 
 
 def _read_cifar_split(layout: _CifarLayout, folder: Path, split: str) -> ImageSet:

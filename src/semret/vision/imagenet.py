@@ -40,11 +40,6 @@ def imagenet_class_names() -> list[str]:
     return list(_names())
 
 
-def has_imagenet_head(backbone: Backbone) -> bool:
-    """Whether the backbone keeps an ImageNet classifier (ImageNet weights, not small-cnn)."""
-    return backbone.imagenet_head is not None
-
-
 def imagenet_probabilities(
     backbone: Backbone, features: npt.ArrayLike, batch_size: int = 8192
 ) -> npt.NDArray[np.float64]:
