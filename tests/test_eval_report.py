@@ -22,7 +22,7 @@ from semret.evaluation import load_results
 from semret.evaluation.report import results_document, tables, write_results
 from semret.evaluation.results_table import COLUMNS, RESULTS_CSV, results_frame
 from semret.evaluation.runs import EvalConfig, EvalResult, MethodRun
-from semret.evaluation.sweep import SWEEP_CSV, SWEEP_FILE, SWEEP_PLOTS, write_sweep
+from semret.evaluation.sweep import SWEEP_CSV, SWEEP_FILE, SWEEP_PLOTS, redraw_sweep, write_sweep
 from semret.hashing.retrieval import HashQueries, SemanticHashIndex
 from semret.indexes.exact import ExactIndex
 
@@ -85,6 +85,11 @@ def test_results_csv_loads_back_for_one_run_or_several(tmp_path: Path) -> None:
         results_frame(result),
         check_dtype=False,
     )
+
+
+def test_redrawing_needs_a_finished_sweep(tmp_path: Path) -> None:
+    with pytest.raises(SemretError, match="not a finished sweep"):
+        redraw_sweep(tmp_path)
 
 
 def test_load_results_names_a_missing_or_foreign_file(tmp_path: Path) -> None:
@@ -291,6 +296,18 @@ def test_iwan_published_runs_in_the_pipeline_and_sweeps_top_iwk(
         assert set(result.scores[value]) == {"seed-002-iwan", "semret"}
     # more predicted words per image: at least as many image -> word links
     assert result.runs[4].details["graph"]["image_links"] >= result.runs[1].details["graph"]["image_links"]
+    written = write_sweep(result, tmp_path / "out")
+    plots = {path.name for path in written.values() if path.suffix == ".png"}
+    assert plots == {
+        *SWEEP_PLOTS.values(),
+        "sweep_map_semret.png",
+        "sweep_mahp_semret.png",
+        "sweep_map_vs_mahp_semret.png",
+    }
+    for name in plots:
+        (tmp_path / "out" / name).unlink()
+    assert {p.name for p in redraw_sweep(tmp_path / "out").values()} == plots  # from sweep.csv and sweep.json
+    assert all((tmp_path / "out" / name).is_file() for name in plots)
     single = run_evaluation(replace(config, sweep=None, params={"iwan-published": {"top_iwk": 4}}), tmp_path / "one")
     np.testing.assert_array_equal(single.runs["iwan-published"].ids, result.runs[4].ids)
 

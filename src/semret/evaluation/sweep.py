@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from semret.errors import SemretError
 from semret.evaluation.conventions import CONVENTIONS
 from semret.evaluation.report import json_default
 from semret.evaluation.results_table import run_timing
@@ -22,6 +23,7 @@ from semret.evaluation.runs import EvalConfig, MethodRun
 
 SWEEP_FILE = "sweep.json"
 SWEEP_CSV = "sweep.csv"
+#: The plots of the first convention (the others' end in the convention's name).
 SWEEP_PLOTS = {
     "mAP": "sweep_map.png",
     "mAHP": "sweep_mahp.png",
@@ -106,59 +108,103 @@ def compare_k(ks: tuple[int, ...]) -> int:
 
 
 def write_sweep_plots(result: SweepResult, out: Path) -> dict[str, Path]:
-    """Seed 002's figures 1-4 for any sweep, in the first convention: mAP@k and mAHP@k against the
-    value (a line per k), mAP and mAHP at one k side by side, and the mean query time."""
+    """The sweep's plots (`draw_sweep_plots`) from its result."""
+    return draw_sweep_plots(sweep_frame(result), _plot_facts(result), out)
+
+
+def redraw_sweep(folder: str | Path) -> dict[str, Path]:
+    """Draw a finished sweep's plots again from its sweep.csv and sweep.json (e.g. after an upgrade)."""
+    folder = Path(folder)
+    try:
+        document = json.loads((folder / SWEEP_FILE).read_text(encoding="utf-8"))
+        frame = pd.read_csv(folder / SWEEP_CSV)
+        facts = {
+            "method": document["method"],
+            "parameter": document["parameter"],
+            "dataset": document["summary"]["dataset"],
+            "queries": document["summary"]["queries"],
+            "ks": tuple(document["config"]["ks"]),
+            "conventions": tuple(document["config"]["conventions"]),
+            "values": [entry["value"] for entry in document["values"]],
+        }
+    except (OSError, ValueError, KeyError) as exc:
+        raise SemretError(f"{folder}: not a finished sweep ({type(exc).__name__}: {exc})") from None
+    return draw_sweep_plots(frame, facts, folder)
+
+
+def _plot_facts(result: SweepResult) -> dict[str, Any]:
+    return {
+        "method": result.method,
+        "parameter": result.parameter,
+        "dataset": result.summary["dataset"],
+        "queries": result.summary["queries"],
+        "ks": result.config.ks,
+        "conventions": result.config.conventions,
+        "values": list(result.runs),
+    }
+
+
+def plot_name(key: str, convention: str, first: bool) -> str:
+    """The plot's file: the first convention's as `SWEEP_PLOTS` names it, others suffixed."""
+    name = SWEEP_PLOTS[key]
+    return name if first else name.replace(".png", f"_{convention}.png")
+
+
+def draw_sweep_plots(frame: pd.DataFrame, facts: dict[str, Any], out: Path) -> dict[str, Path]:
+    """Seed 002's figures 1-4 for any sweep, in each convention (the first convention's files are
+    `SWEEP_PLOTS`, the others' end in the convention's name): mAP@k and mAHP@k against the value
+    (a line per k), mAP and mAHP at one k side by side, and (once) the mean query time."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    convention = result.config.conventions[0]
-    frame = sweep_frame(result)
-    frame = frame[frame["convention"] == convention]
-    values = list(result.runs)
+    values = list(facts["values"])
     positions = np.arange(len(values)) if not _numeric(values) else np.asarray(values, dtype=float)
     labels = [str(v) for v in values]
-    title = (
-        f"{result.method}: {result.parameter} — {result.summary['dataset']}, {result.summary['queries']:,} queries "
-        f"({convention})"
-    )
     written: dict[str, Path] = {}
 
-    def finish(figure: Any, axes: Any, key: str, ylabel: str) -> None:
+    def finish(figure: Any, axes: Any, key: str, ylabel: str, title: str) -> None:
         axes.set_xticks(positions, labels)
-        axes.set_xlabel(result.parameter)
+        axes.set_xlabel(facts["parameter"])
         axes.set_ylabel(ylabel)
         axes.set_title(title, fontsize=9)
         axes.grid(True, alpha=0.3)
         axes.legend(fontsize=8)
         figure.tight_layout()
-        written[key] = out / SWEEP_PLOTS[key]
+        written[key] = out / key
         figure.savefig(written[key], dpi=120)
         plt.close(figure)
 
-    for metric in ("mAP", "mAHP"):
-        rows = frame[frame["metric"] == metric]
-        if rows.empty:
-            continue
-        figure, axes = plt.subplots(figsize=(6.4, 4.2))
-        for k in sorted(set(rows["k"])):
-            at_k = rows[rows["k"] == k].set_index("value").loc[values]
-            axes.plot(positions, at_k["score"], marker="o", label=f"{metric}@{k}")
-        finish(figure, axes, metric, f"{metric}@k")
-    k = compare_k(result.config.ks)
-    compared = frame[(frame["k"] == k) & frame["metric"].isin(["mAP", "mAHP"])]
-    if not compared.empty:
-        figure, axes = plt.subplots(figsize=(6.4, 4.2))
+    def at(rows: pd.DataFrame, column: str) -> Any:
+        return rows.drop_duplicates("value").set_index("value").loc[values][column]
+
+    for number, convention in enumerate(facts["conventions"]):
+        rows = frame[frame["convention"] == convention]
+        title = (
+            f"{facts['method']}: {facts['parameter']} — {facts['dataset']}, {facts['queries']:,} queries ({convention})"
+        )
         for metric in ("mAP", "mAHP"):
-            rows = compared[compared["metric"] == metric]
-            if not rows.empty:
-                axes.plot(positions, rows.set_index("value").loc[values]["score"], marker="o", label=f"{metric}@{k}")
-        finish(figure, axes, "compare", f"score @{k}")
+            chosen = rows[rows["metric"] == metric]
+            if chosen.empty:
+                continue
+            figure, axes = plt.subplots(figsize=(6.4, 4.2))
+            for k in sorted(set(chosen["k"])):
+                axes.plot(positions, at(chosen[chosen["k"] == k], "score"), marker="o", label=f"{metric}@{k}")
+            finish(figure, axes, plot_name(metric, convention, number == 0), f"{metric}@k", title)
+        k = compare_k(tuple(facts["ks"]))
+        compared = rows[(rows["k"] == k) & rows["metric"].isin(["mAP", "mAHP"])]
+        if not compared.empty:
+            figure, axes = plt.subplots(figsize=(6.4, 4.2))
+            for metric in ("mAP", "mAHP"):
+                chosen = compared[compared["metric"] == metric]
+                if not chosen.empty:
+                    axes.plot(positions, at(chosen, "score"), marker="o", label=f"{metric}@{k}")
+            finish(figure, axes, plot_name("compare", convention, number == 0), f"score @{k}", title)
     figure, axes = plt.subplots(figsize=(6.4, 4.2))
-    times = [run_timing([result.runs[v]])["query_ms_mean"] for v in values]
-    axes.plot(positions, times, marker="o", label="mean query time")
-    finish(figure, axes, "time", "ms a query")
+    axes.plot(positions, at(frame, "query_ms_mean"), marker="o", label="mean query time")
+    title = f"{facts['method']}: {facts['parameter']} — {facts['dataset']}, {facts['queries']:,} queries"
+    finish(figure, axes, SWEEP_PLOTS["time"], "ms a query", title)
     return written
 
 
