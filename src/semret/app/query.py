@@ -116,11 +116,11 @@ def query_vector(index_file: str | Path, image_id: int, k: int = 10) -> VectorAn
 
     index = load_index(index_file)
     labels = read_index_extra(index_file).get("labels")
-    ids = index.store.ids
+    ids = index.ids
     position = int(np.searchsorted(ids, image_id))
     if position >= len(ids) or ids[position] != image_id:
         raise SemretError(f"image {image_id} is not in the index {index_file}")
-    scores, found = index.search(index.store.vectors()[position : position + 1], k, exclude_ids=[image_id])
+    scores, found = index.search(index.vectors([image_id]), k, exclude_ids=[image_id])
     pairs = [(int(i), float(s)) for i, s in zip(found[0], scores[0], strict=True) if i >= 0]
     label_of = (lambda i: str(labels[int(np.searchsorted(ids, i))]) or None) if labels is not None else (lambda i: None)
     results = [

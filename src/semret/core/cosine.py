@@ -31,7 +31,7 @@ from semret.core.search import MISSING_SCORE, NO_ID, SearcherBase
 from semret.core.validation import check_dim, check_ids, check_k, merge_sorted_ids
 from semret.errors import SemretError
 
-__all__ = ["CosineIndex", "normalise"]
+__all__ = ["CosineIndex", "check_directions", "normalise"]
 
 #: Similarity of a padding result.
 MISSING_SIMILARITY = MISSING_SCORE
@@ -63,6 +63,14 @@ def normalise(vectors: npt.ArrayLike, dim: int, what: str = "vectors") -> npt.ND
             raise SemretError(f"{what} {(zero + start)[:5].tolist()} are zero: a zero vector has no direction")
         np.divide(wide, norms[:, None], out=result[start : start + step], casting="same_kind")
     return result
+
+
+def check_directions(vectors: npt.NDArray[np.generic], what: str = "vectors") -> None:
+    """The checks of `normalise` on (n, d) vectors without keeping a normalised copy: real,
+    finite, non-zero rows."""
+    step = max(1, _EXACT_AREA // max(1, vectors.shape[1]))
+    for start in range(0, len(vectors), step):
+        normalise(vectors[start : start + step], vectors.shape[1], what)
 
 
 class CosineIndex(SearcherBase):

@@ -5,34 +5,46 @@ The shape is FAISS-like with scikit-learn habits: parameters in ``__init__`` (re
 state ends in ``_``); ``add(ids, vectors)``; semret's search contract
 ``search(queries, k, *, exclude_ids=None) -> (scores, ids)`` (`semret.core.search`); ``save(path)``
 and `load_index(path)`; a spec string names a kind and its parameters (`make_index_from_spec`).
-Vectors are kept L2-normalised and candidates are ranked by cosine similarity, as the published
-systems did, by one shared re-ranker (`CosineIndex.rank_pairs`, ties by id). After each search,
-``last_candidates`` holds how many candidates each query scored: the work it did, for the
-speed/recall trade-off.
+Vectors are kept L2-normalised in a `VectorStore` (by position, in id order) and candidates are
+ranked by cosine similarity, as the published systems did, by one shared re-ranker
+(`VectorStore.rank_pairs`, ties by id). After each search, ``last_candidates`` holds how many
+candidates each query scored: the work it did, for the speed/recall trade-off.
 
-A subclass says how to find candidates (`_candidates`) and what it learns (`_fit`, `_state`).
+A subclass finds candidates one of two ways:
+
+- bucket kinds (LSH, the learned LSH kinds) give flat (query, position) pairs (`_candidate_pairs`),
+  all of which are scored exactly;
+- engine kinds (exact, k-means IVF, HNSW, LSH codes) let a faiss index propose each query's best
+  positions with float32 scores (`_engine_search`), and `_refined_search` re-scores them with the
+  defined similarity. Where the engine scores every candidate it has (``engine_is_exhaustive``:
+  exact, IVF), the result is exactly the top k of those candidates by the defined similarity, ties
+  by id: the engine is asked for k + margin results, and a query whose last proposal is within the
+  float32 error bound of its k-th is asked again for more (rare: near ties).
 """
 
 from __future__ import annotations
 
 import json
-from abc import ABC, abstractmethod
+from abc import ABC
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
 import numpy as np
 import numpy.typing as npt
 
-from semret.core.cosine import CosineIndex, normalise
+from semret.core.cosine import check_directions, normalise
 from semret.core.params import Configurable, check_is_fitted
-from semret.core.search import SearcherBase
+from semret.core.search import MISSING_SCORE, NO_ID, SearcherBase
 from semret.core.spec import Spec, format_spec, parse_spec
-from semret.core.validation import check_dim
+from semret.core.validation import check_absent, check_dim, check_ids
 from semret.errors import SemretError
+from semret.indexes.store import FlatStore, VectorStore, similarity_error_bound
 
 FILE_FORMAT = "semret.vector-index"
-#: Candidates re-ranked at once: bounds the (queries x candidates) block in memory.
-RERANK_AREA = 1 << 24
+#: Queries whose candidates are looked up and re-ranked at once (bucket kinds).
+QUERY_BLOCK = 256
+#: Vectors normalised and handed to `_add` at once (bounds the float64 copies of a large add).
+ADD_BLOCK = 1 << 16
 
 _REGISTRY: dict[str, type[VectorIndex]] = {}
 
@@ -48,6 +60,9 @@ class VectorIndex(Configurable, SearcherBase, ABC):
     #: Kinds that earlier versions of semret saved this class's files under (a kind that was
     #: renamed); `load_index` reads such a file as this class when its parameters are this class's.
     former_kinds: ClassVar[tuple[str, ...]] = ()
+    #: Engine kinds: whether the engine scores all of its candidates (so the refined result is
+    #: exact among them, see the module docstring) rather than a heuristic subset (HNSW).
+    engine_is_exhaustive: ClassVar[bool] = True
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -56,9 +71,8 @@ class VectorIndex(Configurable, SearcherBase, ABC):
 
     def __init__(self, dim: int) -> None:
         self.dim = check_dim(dim)
-        self.store = CosineIndex(self.dim)
+        self.store: VectorStore = self._new_store()
         self.last_candidates: npt.NDArray[np.int64] = np.zeros(0, dtype=np.int64)
-        self._sorted_ids: npt.NDArray[np.int64] = np.zeros(0, dtype=np.int64)
 
     def __repr__(self) -> str:
         return f"{super().__repr__()[:-1]}, ntotal={self.ntotal})"
@@ -79,15 +93,32 @@ class VectorIndex(Configurable, SearcherBase, ABC):
 
     # --- what subclasses provide ---------------------------------------------------------------
 
+    def _new_store(self) -> VectorStore:
+        """Where the vectors live (a `FlatStore` unless the kind's engine holds them)."""
+        return FlatStore(self.dim)
+
     def _fit(self, vectors: npt.NDArray[np.float32], labels: npt.NDArray[np.int64] | None) -> None:
         """Learn from unit vectors (only for indexes with ``needs_fit``)."""
 
-    def _add(self, ids: npt.NDArray[np.int64], vectors: npt.NDArray[np.float32]) -> None:
-        """Index new unit vectors under their ids (e.g. put them in buckets)."""
+    def _add(self, positions: npt.NDArray[np.int64], vectors: npt.NDArray[np.float32]) -> None:
+        """Index new unit vectors stored at ``positions`` (e.g. put them in buckets)."""
 
-    @abstractmethod
-    def _candidates(self, queries: npt.NDArray[np.float32]) -> list[npt.NDArray[np.int64]]:
-        """Per query, the ids of the vectors to score (any order, no repeats needed)."""
+    def _renumber(self, moved: npt.NDArray[np.int64]) -> None:
+        """The store's old positions moved (ids were added before existing ones): position p is
+        now ``moved[p]``; renumber what holds positions."""
+
+    def _candidate_pairs(self, queries: npt.NDArray[np.float32]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        """Bucket kinds: the distinct (query row, position) pairs to score, sorted by (row, position)."""
+        raise NotImplementedError(f"the {self.kind} index has no candidate pairs")
+
+    def _engine_search(
+        self, queries: npt.NDArray[np.float32], k: int
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        """Engine kinds: (float32 scores, positions (-1 = none), candidates scanned per query) of
+        each query's k best proposals, best first."""
+        raise NotImplementedError(f"the {self.kind} index has no search engine")
+
+    uses_engine: ClassVar[bool] = False
 
     def _state(self) -> dict[str, npt.NDArray[Any]]:
         """Learned arrays to save (besides the vectors)."""
@@ -103,6 +134,22 @@ class VectorIndex(Configurable, SearcherBase, ABC):
         """Number of vectors in the index."""
         return self.store.ntotal
 
+    @property
+    def ids(self) -> npt.NDArray[np.int64]:
+        """The ids in the index, ascending (a copy)."""
+        return self.store.ids.copy()
+
+    def vectors(self, ids: npt.ArrayLike | None = None) -> npt.NDArray[np.float32]:
+        """The stored unit vectors of ``ids`` (default: all, in the order of `ids`); an id not in
+        the index is an error."""
+        if ids is None:
+            return self.store.vectors()
+        wanted = np.asarray(ids, dtype=np.int64).reshape(-1)
+        positions = self.store.positions_of(wanted)
+        if (positions < 0).any():
+            raise SemretError(f"ids not in the {self.kind} index: {wanted[positions < 0][:5].tolist()}")
+        return self.store.gather(positions)
+
     def fit(self, vectors: npt.ArrayLike, labels: npt.ArrayLike | None = None) -> Self:
         """Learn what the index needs from (n, dim) vectors (labels are optional hints)."""
         unit = normalise(vectors, self.dim)
@@ -115,13 +162,29 @@ class VectorIndex(Configurable, SearcherBase, ABC):
         return self
 
     def add(self, ids: npt.ArrayLike, vectors: npt.ArrayLike) -> None:
-        """Add (n, dim) vectors under distinct new ids (>= 0)."""
+        """Add (n, dim) vectors under distinct new ids (>= 0). Nothing is added if any fails."""
         if self.needs_fit and self.fitted_attribute:
             check_is_fitted(self, self.fitted_attribute)
-        self.store.add(ids, vectors)
-        id_array = np.asarray(ids, dtype=np.int64)
-        self._sorted_ids = self.store.ids
-        self._add(id_array, normalise(vectors, self.dim))
+        array = np.asarray(vectors)
+        if array.ndim != 2 or array.shape[1] != self.dim:
+            raise SemretError(f"vectors must be a 2-d (n, {self.dim}) array, got shape {array.shape}")
+        new_ids = check_ids(ids, len(array))
+        check_absent(self.store.ids, new_ids)
+        if not self.store.takes_blocks or len(array) <= ADD_BLOCK:
+            self._add_unit(new_ids, normalise(array, self.dim))
+            return
+        # A store that copies each block into its engine (IVF) takes the vectors a block at a time,
+        # so that no normalised copy of them all is made; they are all checked first.
+        for start in range(0, len(array), ADD_BLOCK):
+            check_directions(array[start : start + ADD_BLOCK])
+        for start in range(0, len(array), ADD_BLOCK):
+            self._add_unit(new_ids[start : start + ADD_BLOCK], normalise(array[start : start + ADD_BLOCK], self.dim))
+
+    def _add_unit(self, ids: npt.NDArray[Any], unit: npt.NDArray[np.float32]) -> None:
+        positions, moved = self.store.add(ids, unit)
+        if moved is not None:
+            self._renumber(moved)
+        self._add(positions, unit)
 
     def empty_error(self) -> SemretError:
         return SemretError(f"the {self.kind} index is empty: add vectors before searching")
@@ -131,29 +194,49 @@ class VectorIndex(Configurable, SearcherBase, ABC):
     ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
         """The k most similar vectors of each query by cosine, among its candidates: (scores, ids)."""
         unit = normalise(queries, self.dim, "queries")
-        candidates = [np.unique(c) for c in self._candidates(unit)]
-        self.last_candidates = np.array([len(c) for c in candidates], dtype=np.int64)
-        return self._rerank(unit, candidates, k)
+        if self.uses_engine:
+            return self._refined_search(unit, k)
+        scores = np.full((len(unit), k), MISSING_SCORE, dtype=np.float32)
+        ids = np.full((len(unit), k), NO_ID, dtype=np.int64)
+        counts = np.zeros(len(unit), dtype=np.int64)
+        for start in range(0, len(unit), QUERY_BLOCK):
+            block = unit[start : start + QUERY_BLOCK]
+            rows, positions = self._candidate_pairs(block)
+            counts[start : start + len(block)] = np.bincount(rows, minlength=len(block))
+            scores[start : start + len(block)], ids[start : start + len(block)] = self.store.rank_pairs(
+                block, rows, positions, k, sorted_pairs=True
+            )
+        self.last_candidates = counts
+        return scores, ids
 
-    def _rerank(
-        self, queries: npt.NDArray[np.float32], candidates: list[npt.NDArray[np.int64]], k: int
+    def _refined_search(
+        self, unit: npt.NDArray[np.float32], k: int
     ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
-        """Cosine top k of each query among its (distinct) candidate ids, shared by every index, in
-        chunks of queries whose candidates add up to at most `RERANK_AREA`."""
-        scores = np.full((len(queries), k), -np.inf, dtype=np.float32)
-        ids = np.full((len(queries), k), -1, dtype=np.int64)
-        unique = candidates
-        sizes = np.array([len(c) for c in unique], dtype=np.int64)
-        ends = np.cumsum(sizes)
-        start = 0
-        while start < len(queries):
-            done = int(ends[start - 1]) if start else 0
-            stop = max(start + 1, int(np.searchsorted(ends, done + RERANK_AREA, side="right")))
-            block = unique[start:stop]
-            rows = np.repeat(np.arange(stop - start, dtype=np.int64), sizes[start:stop])
-            positions = np.searchsorted(self._sorted_ids, np.concatenate(block)) if rows.size else rows
-            scores[start:stop], ids[start:stop] = self.store.rank_pairs(queries[start:stop], rows, positions, k)
-            start = stop
+        """The engine's proposals re-scored with the defined similarity (module docstring)."""
+        n = self.ntotal
+        scores = np.full((len(unit), k), MISSING_SCORE, dtype=np.float32)
+        ids = np.full((len(unit), k), NO_ID, dtype=np.int64)
+        self.last_candidates = np.zeros(len(unit), dtype=np.int64)
+        if len(unit) == 0:
+            return scores, ids
+        eps = np.float32(similarity_error_bound(self.dim))
+        asked = min(n, k + max(8, k // 4)) if self.engine_is_exhaustive else k
+        todo = np.arange(len(unit))
+        while len(todo):
+            block = unit[todo]
+            approx, positions, scanned = self._engine_search(block, asked)
+            rows, columns = np.nonzero(positions >= 0)
+            found_scores, found_ids = self.store.rank_pairs(block, rows, positions[rows, columns], k)
+            if self.engine_is_exhaustive and asked < n:
+                # Every candidate outside the proposals scores <= the last one; if that is below
+                # the k-th minus the error bound, no candidate of the exact top k was left out.
+                done = (positions[:, -1] < 0) | (approx[:, -1] < approx[:, k - 1] - eps)
+            else:
+                done = np.ones(len(todo), dtype=np.bool_)
+            scores[todo[done]], ids[todo[done]] = found_scores[done], found_ids[done]
+            self.last_candidates[todo[done]] = scanned[done]
+            todo = todo[~done]
+            asked = min(n, asked * 4)
         return scores, ids
 
     # --- files ---------------------------------------------------------------------------------
@@ -229,7 +312,8 @@ def read_index_extra(path: str | Path) -> dict[str, npt.NDArray[Any]]:
 
 
 def index_kinds() -> list[str]:
-    """The kinds of index there are (``exact``, ``kmeans``, ``lsh``, ``neural-lsh``, ``neural-lsh-knn``)."""
+    """The kinds of index there are (``exact``, ``hnsw``, ``kmeans``, ``lsh``, ``lsh-codes``,
+    ``neural-lsh``, ``neural-lsh-knn``)."""
     return sorted(_REGISTRY)
 
 

@@ -5,9 +5,15 @@ search", IEEE TPAMI 2011, and faiss' ``IndexIVFFlat``: `fit` runs k-means (``fai
 seeded, plain Euclidean k-means, ``spherical=False``: after the optional PCA the vectors are no
 longer unit, and on unit vectors the nearest centroid by L2 is what the inverted lists need);
 `add` puts each vector in the inverted list of its nearest centroid; a query is compared with the
-vectors of its ``n_probe`` nearest clusters only, ranked by cosine in the ORIGINAL space by the
-shared re-ranker of `VectorIndex`. The inverted lists are the shared `BucketTables` with one
-table whose bucket key is the cluster number.
+vectors of its ``n_probe`` nearest clusters only, ranked by cosine in the ORIGINAL space.
+
+The engine is faiss' own ``IndexIVFFlat`` (inner product) over the unit vectors, keyed by id, with
+a coarse quantizer that holds the learned centroids (``IndexFlatL2``, behind the PCA as a
+``LinearTransform`` in an ``IndexPreTransform`` when PCA is on); the inverted lists are the only
+copy of the vectors (`IvfStore`: the re-ranker gathers from them through faiss' direct map). Each
+query's probed lists are scanned by faiss (``search_preassigned``, after one quantizer search
+that also counts the candidates), and `VectorIndex`'s refinement turns faiss' float32 top k +
+margin into the exact top k of the probed lists by semret's defined similarity, ties by id.
 
 Optional PCA (``pca_components``) before clustering: clustering and the query-to-centroid step
 then run in the reduced space; the published work found about 50 components kept precision. It
@@ -17,9 +23,9 @@ whitening), each signed so that its largest-magnitude coordinate is positive.
 
 The number of clusters K is ``n_clusters`` if given, else the number of distinct labels when
 `fit` gets labels (one cluster per class), else round(sqrt(N)) for N fit vectors. Assignment to
-the nearest centroids is computed in numpy (float64, ties by cluster number) so that it is
-deterministic and the same at `add` and at search. faiss trains on at most 256 vectors per
-centroid (its default ``max_points_per_centroid``, a seeded sample of the fit vectors).
+the nearest centroids is faiss' quantizer search (float32), the same at `add` and at search.
+faiss trains on at most 256 vectors per centroid (its default ``max_points_per_centroid``, a
+seeded sample of the fit vectors).
 """
 
 from __future__ import annotations
@@ -34,9 +40,9 @@ import numpy.typing as npt
 from semret.core.validation import check_int, check_optional_int
 from semret.errors import SemretError
 from semret.indexes.base import VectorIndex
-from semret.indexes.buckets import BucketTables
+from semret.indexes.store import Added, VectorStore
 
-__all__ = ["KMeansIndex"]
+__all__ = ["IvfStore", "KMeansIndex"]
 
 #: Float64 (vectors x centroids) distances computed at once.
 _DISTANCE_AREA = 1 << 22
@@ -55,6 +61,7 @@ class KMeansIndex(VectorIndex):
     kind = "kmeans"
     needs_fit = True
     fitted_attribute = "centroids_"
+    uses_engine = True
 
     def __init__(
         self,
@@ -76,7 +83,9 @@ class KMeansIndex(VectorIndex):
         #: PCA mean (dim,) and matrix (pca_components, dim), float64; None without PCA or before `fit`.
         self.pca_mean_: npt.NDArray[np.float64] | None = None
         self.pca_matrix_: npt.NDArray[np.float64] | None = None
-        self.lists = BucketTables(1)
+
+    def _new_store(self) -> IvfStore:
+        return IvfStore(self.dim)
 
     @property
     def n_lists(self) -> int:
@@ -99,16 +108,41 @@ class KMeansIndex(VectorIndex):
             raise SemretError(f"n_probe ({self.n_probe}) exceeds the number of clusters ({k})")
         if self.pca_components is not None:
             self.pca_mean_, self.pca_matrix_ = _pca(vectors, self.pca_components)
-        reduced = np.ascontiguousarray(self.transform(vectors), dtype=np.float32)
+        reduced = vectors if self.pca_matrix_ is None else self._reduced(vectors)
         kmeans = faiss.Kmeans(
             reduced.shape[1], k, niter=self.n_iter, seed=self.seed, spherical=False, min_points_per_centroid=1
         )
         kmeans.train(reduced)
-        self.centroids_ = np.array(kmeans.centroids, dtype=np.float32).reshape(k, reduced.shape[1])
+        del reduced
+        self.centroids_ = np.array(kmeans.centroids, dtype=np.float32).reshape(k, -1)
         # A refit re-files the vectors already added under the new clusters.
-        self.lists = BucketTables(1)
-        if self.ntotal:
-            self._add(self.store.ids, self.store.vectors())
+        held_ids, held = (self.store.ids.copy(), self.store.vectors()) if self.ntotal else (None, None)
+        assert isinstance(self.store, IvfStore)
+        self.store.reset(self._quantizer(), len(self.centroids_))
+        if held_ids is not None and held is not None:
+            self.store.add(held_ids, held)
+
+    def _reduced(self, unit: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        """Unit vectors PCA-projected, as float32, computed in pieces (no float64 copy of them all)."""
+        out = np.empty((len(unit), self.pca_components or 0), dtype=np.float32)
+        step = max(1, _DISTANCE_AREA // self.dim)
+        for start in range(0, len(unit), step):
+            out[start : start + step] = self.transform(unit[start : start + step])
+        return out
+
+    def _quantizer(self) -> faiss.Index:
+        """The coarse quantizer over the centroids: L2 in the clustering space (after the PCA)."""
+        assert self.centroids_ is not None
+        flat = faiss.IndexFlatL2(self.centroids_.shape[1])
+        flat.add(self.centroids_)
+        if self.pca_matrix_ is None or self.pca_mean_ is None:
+            return flat
+        transform = faiss.LinearTransform(self.dim, len(self.pca_matrix_), True)
+        faiss.copy_array_to_vector(self.pca_matrix_.astype(np.float32).ravel(), transform.A)
+        faiss.copy_array_to_vector((-(self.pca_matrix_ @ self.pca_mean_)).astype(np.float32), transform.b)
+        transform.is_trained = True
+        quantizer = faiss.IndexPreTransform(transform, flat)
+        return quantizer
 
     def transform(self, unit: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
         """Unit vectors in the clustering space: PCA-projected if PCA is on, else as they are."""
@@ -118,35 +152,26 @@ class KMeansIndex(VectorIndex):
 
     def nearest_clusters(self, unit: npt.NDArray[np.float32], n: int) -> npt.NDArray[np.int64]:
         """(vectors, n) numbers of the n nearest centroids (L2 in the clustering space) of each
-        unit vector, nearest first, ties by cluster number."""
+        unit vector, nearest first: faiss' quantizer, as `add` and search use it."""
         if self.centroids_ is None:
             raise SemretError("the kmeans index must be fitted first: call fit()")
-        centroids = self.centroids_.astype(np.float64)
-        squared = np.einsum("ij,ij->i", centroids, centroids)
-        result = np.empty((len(unit), n), dtype=np.int64)
-        step = max(1, _DISTANCE_AREA // len(centroids))
-        for start in range(0, len(unit), step):
-            points = self.transform(unit[start : start + step])
-            # ||p - c||^2 less the constant ||p||^2: the same order.
-            distances = squared - 2.0 * (points @ centroids.T)
-            if n == 1:  # argmin keeps the first minimum: the same as the stable sort, without sorting
-                result[start : start + step, 0] = np.argmin(distances, axis=1)
-            else:
-                result[start : start + step] = np.argsort(distances, axis=1, kind="stable")[:, :n]
-        return result
+        assert isinstance(self.store, IvfStore) and self.store.quantizer is not None
+        _, clusters = self.store.quantizer.search(np.ascontiguousarray(unit, dtype=np.float32), n)
+        return clusters.astype(np.int64)
 
     # --- the VectorIndex hooks -----------------------------------------------------------------
 
-    def _add(self, ids: npt.NDArray[np.int64], vectors: npt.NDArray[np.float32]) -> None:
-        clusters = self.nearest_clusters(vectors, 1)
-        self.lists.add(clusters.astype(np.uint64), ids)
-
-    def _candidates(self, queries: npt.NDArray[np.float32]) -> list[npt.NDArray[np.int64]]:
-        if len(queries) == 0:
-            return []
-        probed = self.nearest_clusters(queries, self.n_probe).astype(np.uint64)
-        # Distinct clusters: every id comes once.
-        return self.lists.lookup(probed[:, None, :])
+    def _engine_search(
+        self, queries: npt.NDArray[np.float32], k: int
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        store = self.store
+        assert isinstance(store, IvfStore) and store.index is not None and store.quantizer is not None
+        distances, clusters = store.quantizer.search(queries, self.n_probe)
+        ivf: Any = store.index  # faiss' Python wrapper replaces the C++ signature
+        ivf.nprobe = self.n_probe
+        scores, labels = ivf.search_preassigned(queries, k, clusters, distances)
+        scanned = store.list_sizes()[clusters].sum(axis=1)
+        return scores, store.positions_of(labels), scanned.astype(np.int64)
 
     def _state(self) -> dict[str, npt.NDArray[Any]]:
         if self.centroids_ is None:
@@ -176,7 +201,8 @@ class KMeansIndex(VectorIndex):
                 raise SemretError(f"corrupt kmeans index file: PCA arrays {mean.shape} and {matrix.shape}")
             self.pca_mean_, self.pca_matrix_ = mean.astype(np.float64), matrix.astype(np.float64)
         self.centroids_ = np.ascontiguousarray(centroids, dtype=np.float32)
-        self.lists = BucketTables(1)
+        assert isinstance(self.store, IvfStore)
+        self.store.reset(self._quantizer(), len(self.centroids_))
 
 
 def _pca(vectors: npt.NDArray[np.float32], n: int) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
@@ -206,3 +232,48 @@ def _finite(state: dict[str, npt.NDArray[Any]], name: str, ndim: int) -> npt.NDA
         got = "none" if array is None else f"{array.dtype} {array.shape}"
         raise SemretError(f"corrupt kmeans index file: {name} should be a finite {ndim}-d float array, got {got}")
     return array
+
+
+class IvfStore(VectorStore):
+    """The vectors of a k-means index, kept only in its faiss ``IndexIVFFlat`` (keyed by id, with a
+    hash-table direct map for gathering them back); empty until `reset` gives it a quantizer."""
+
+    takes_blocks = True
+
+    def __init__(self, dim: int) -> None:
+        super().__init__(dim)
+        self.index: faiss.IndexIVFFlat | None = None
+        self.quantizer: faiss.Index | None = None
+        self._sizes: npt.NDArray[np.int64] | None = None
+
+    def reset(self, quantizer: faiss.Index, n_lists: int) -> None:
+        """Start empty inverted lists over the quantizer's ``n_lists`` centroids."""
+        self.quantizer = quantizer
+        self.index = faiss.IndexIVFFlat(quantizer, self.dim, n_lists, faiss.METRIC_INNER_PRODUCT)
+        self.index.is_trained = True  # the quantizer holds the centroids already
+        self.index.set_direct_map_type(faiss.DirectMap.Hashtable)  # type: ignore[attr-defined]
+        self._ids = np.empty(0, dtype=np.int64)
+        self._sizes = None
+
+    def add(self, ids: npt.ArrayLike, unit: npt.NDArray[np.float32]) -> Added:
+        if self.index is None:
+            raise SemretError("the kmeans index must be fitted first: call fit()")
+        positions, moved = self.merge(ids, len(unit))
+        self.index.add_with_ids(np.ascontiguousarray(unit, dtype=np.float32), self._ids[positions])
+        self._sizes = None
+        return positions, moved
+
+    def gather(self, positions: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]:
+        if not len(positions):
+            return np.empty((0, self.dim), dtype=np.float32)
+        assert self.index is not None
+        return self.index.reconstruct_batch(np.ascontiguousarray(self._ids[positions]))
+
+    def list_sizes(self) -> npt.NDArray[np.int64]:
+        """The number of vectors in each inverted list."""
+        if self._sizes is None:
+            assert self.index is not None
+            lists = self.index.invlists
+            assert lists is not None
+            self._sizes = np.array([lists.list_size(i) for i in range(self.index.nlist)], dtype=np.int64)
+        return self._sizes

@@ -67,10 +67,13 @@ class RandomHyperplaneLSH(VectorIndex):
         """Vectors projected at once."""
         return max(1, _PROJECTION_AREA // (self.n_tables * self.n_bits))
 
-    def _add(self, ids: npt.NDArray[np.int64], vectors: npt.NDArray[np.float32]) -> None:
+    def _add(self, positions: npt.NDArray[np.int64], vectors: npt.NDArray[np.float32]) -> None:
         step = self._step()
         keys = [bucket_keys(self.project(vectors[s : s + step]) >= 0) for s in range(0, len(vectors), step)]
-        self.tables.add(np.concatenate(keys) if keys else np.zeros((0, self.n_tables), np.uint64), ids)
+        self.tables.add(np.concatenate(keys) if keys else np.zeros((0, self.n_tables), np.uint64), positions)
+
+    def _renumber(self, moved: npt.NDArray[np.int64]) -> None:
+        self.tables.renumber(moved)
 
     def probes(self, unit_queries: npt.NDArray[np.float32]) -> npt.NDArray[np.uint64]:
         """(queries, L, 1 + P) bucket keys probed: the query's own bucket first, then the buckets
@@ -89,13 +92,10 @@ class RandomHyperplaneLSH(VectorIndex):
             parts.append(np.concatenate([own, own ^ masks], axis=2))
         return np.concatenate(parts) if parts else np.zeros((0, self.n_tables, 1 + self.n_probes), np.uint64)
 
-    def _candidates(self, queries: npt.NDArray[np.float32]) -> list[npt.NDArray[np.int64]]:
-        if len(queries) == 0:
-            return []
-        found = self.tables.lookup(self.probes(queries))
-        # Within a table the probed buckets are distinct; across tables an id can recur: keep it
-        # once, so that `last_candidates` counts distinct vectors scored.
-        return found if self.n_tables == 1 else [np.unique(ids) for ids in found]
+    def _candidate_pairs(self, queries: npt.NDArray[np.float32]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        # An id found in several tables (or probes) is scored once: `last_candidates` counts
+        # distinct vectors.
+        return self.tables.lookup_pairs(self.probes(queries))
 
     def _state(self) -> dict[str, npt.NDArray[Any]]:
         return {"hyperplanes": self.hyperplanes_}

@@ -170,7 +170,7 @@ class NeuralLSHIndex(VectorIndex):
         self.bit_subsets_ = draw_bit_subsets(self.n_bits, self.n_tables, self.bits_per_table, self.seed)
         self.tables = BucketTables(self.n_tables)
         if self.ntotal:  # fitted again after vectors were added: hash them with the new code
-            self.tables.add(self._keys(self.store.vectors()), self.store.ids)
+            self.tables.add(self._keys(self.store.vectors()), np.arange(self.ntotal, dtype=np.int64))
 
     def _sample(self, n: int) -> npt.NDArray[np.int64]:
         """Positions of the fit vectors trained on: all, or ``fit_sample`` drawn at random (seeded)."""
@@ -288,14 +288,15 @@ class NeuralLSHIndex(VectorIndex):
             keys[start : start + len(bits)] = bucket_keys(bits[:, reversed_subsets])
         return keys
 
-    def _add(self, ids: npt.NDArray[np.int64], vectors: npt.NDArray[np.float32]) -> None:
-        self.tables.add(self._keys(vectors), ids)
+    def _add(self, positions: npt.NDArray[np.int64], vectors: npt.NDArray[np.float32]) -> None:
+        self.tables.add(self._keys(vectors), positions)
 
-    def _candidates(self, queries: npt.NDArray[np.float32]) -> list[npt.NDArray[np.int64]]:
-        """The ids in the query's bucket of each table: their union (the base drops repeats)."""
-        if len(queries) == 0:
-            return []
-        return self.tables.lookup(self._keys(queries)[:, :, None])
+    def _renumber(self, moved: npt.NDArray[np.int64]) -> None:
+        self.tables.renumber(moved)
+
+    def _candidate_pairs(self, queries: npt.NDArray[np.float32]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        """The positions in the query's bucket of each table: their union, each once."""
+        return self.tables.lookup_pairs(self._keys(queries)[:, :, None])
 
     # --- files ---------------------------------------------------------------------------------
 

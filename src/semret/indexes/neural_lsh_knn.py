@@ -135,7 +135,7 @@ class KnnNeuralLSHIndex(VectorIndex):
             self._train(torch.from_numpy(sample), positives)
         self.tables = BucketTables(self.n_tables)
         if self.ntotal:  # fitted again after vectors were added: hash them with the new networks
-            self.tables.add(self._keys(self.store.vectors(), self.progress), self.store.ids)
+            self.tables.add(self._keys(self.store.vectors(), self.progress), np.arange(self.ntotal, dtype=np.int64))
 
     def _train(self, data: torch.Tensor, positives: torch.Tensor) -> None:
         """Train the networks of all tables on unit vectors ``data`` with ``positives`` (n, J)."""
@@ -268,12 +268,15 @@ class KnnNeuralLSHIndex(VectorIndex):
                     progress("hashing", start + len(chunk), len(vectors))
         return keys
 
-    def _add(self, ids: npt.NDArray[np.int64], vectors: npt.NDArray[np.float32]) -> None:
-        self.tables.add(self._keys(vectors, self.progress), ids)
+    def _add(self, positions: npt.NDArray[np.int64], vectors: npt.NDArray[np.float32]) -> None:
+        self.tables.add(self._keys(vectors, self.progress), positions)
 
-    def _candidates(self, queries: npt.NDArray[np.float32]) -> list[npt.NDArray[np.int64]]:
-        """The ids in the query's bucket of each table (one probe per table; the base drops repeats)."""
-        return self.tables.lookup(self._keys(queries)[:, :, None])
+    def _renumber(self, moved: npt.NDArray[np.int64]) -> None:
+        self.tables.renumber(moved)
+
+    def _candidate_pairs(self, queries: npt.NDArray[np.float32]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        """The positions in the query's bucket of each table (one probe per table), each once."""
+        return self.tables.lookup_pairs(self._keys(queries)[:, :, None])
 
     # --- files ---------------------------------------------------------------------------------
 

@@ -1,0 +1,202 @@
+"""Where a vector index keeps its vectors, and the one exact re-ranker every index shares.
+
+`FlatStore` keeps the unit vectors as one C-contiguous float32 array sorted by id, so that a
+vector's *position* (its rank among the ids) is all an index needs to hand around: bucket tables
+and faiss indexes hold positions, and one numpy gather maps positions to ids. Kinds whose engine
+already holds the vectors (the k-means IVF) keep them there instead and gather from it
+(`VectorStore.gather`), so a vector is never held twice.
+
+`rank_pairs` is the re-ranker: the defined cosine similarity of (query, position) pairs, then
+each query's k best by (similarity descending, id ascending), padded. The similarity is
+
+    float32( sum over j of float64(q_j) * float64(x_j) )
+
+on the stored float32 unit vectors (as `semret.core.cosine.CosineIndex` defines it), so every
+index scores a pair identically, however it found it.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import numpy as np
+import numpy.typing as npt
+
+from semret.core.search import MISSING_SCORE, NO_ID
+from semret.core.validation import check_absent, check_ids
+from semret.errors import SemretError
+
+__all__ = ["Added", "FlatStore", "Slots", "VectorStore", "similarity_error_bound"]
+
+#: What `VectorStore.add` tells: the positions of the new vectors, and where the old positions
+#: moved (None when they stayed).
+Added = tuple[npt.NDArray[np.int64], npt.NDArray[np.int64] | None]
+
+#: Float64 elements gathered at once for the exact similarities.
+_EXACT_AREA = 1 << 20
+
+
+def similarity_error_bound(dim: int) -> float:
+    """Twice a bound of |float32 dot product - exact dot product| for unit vectors of ``dim``
+    dimensions (any summation order, FMA or not: gamma_d = d u / (1 - d u) <= (d + 4) u, u = the
+    unit roundoff; doubled for the margin of the candidate test)."""
+    return float(4 * (dim + 4) * np.finfo(np.float32).eps / 2)
+
+
+class VectorStore(ABC):
+    """The unit vectors of an index, by position (0..ntotal-1, ascending id order)."""
+
+    #: Whether `add` should get large adds a block at a time (the store copies them elsewhere).
+    takes_blocks: bool = False
+
+    def __init__(self, dim: int) -> None:
+        self.dim = dim
+        self._ids = np.empty(0, dtype=np.int64)
+
+    @property
+    def ntotal(self) -> int:
+        return len(self._ids)
+
+    @property
+    def ids(self) -> npt.NDArray[np.int64]:
+        """The ids, ascending (position order); a view: do not modify."""
+        return self._ids
+
+    def positions_of(self, ids: npt.ArrayLike) -> npt.NDArray[np.int64]:
+        """The positions of ids; -1 where an id is not stored."""
+        wanted = np.asarray(ids, dtype=np.int64)
+        at = np.searchsorted(self._ids, wanted)
+        found = at < self.ntotal
+        found[found] = self._ids[at[found]] == wanted[found]
+        return np.where(found, at, NO_ID)
+
+    def merge(self, ids: npt.ArrayLike, n: int) -> Added:
+        """Take n new ids: (the positions they get, the new position of every old position or None
+        when the old positions stay, as when the new ids all come after the old ones)."""
+        new_ids = check_ids(ids, n)
+        check_absent(self._ids, new_ids)
+        old = self.ntotal
+        merged = np.concatenate([self._ids, new_ids])
+        ascending = len(new_ids) < 2 or bool(np.all(new_ids[1:] > new_ids[:-1]))
+        if ascending and (not old or not len(new_ids) or new_ids[0] > self._ids[-1]):
+            self._ids = merged
+            return np.arange(old, old + n, dtype=np.int64), None
+        order = np.argsort(merged, kind="stable")
+        rank = np.empty_like(order)
+        rank[order] = np.arange(len(order), dtype=np.int64)
+        self._ids = merged[order]
+        return rank[old:], (rank[:old] if old else None)
+
+    @abstractmethod
+    def add(self, ids: npt.ArrayLike, unit: npt.NDArray[np.float32]) -> Added:
+        """Store unit vectors under new ids: as `merge`."""
+
+    @abstractmethod
+    def gather(self, positions: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]:
+        """The (len(positions), dim) vectors at the positions."""
+
+    def vectors(self) -> npt.NDArray[np.float32]:
+        """All vectors in position order (a copy)."""
+        return self.gather(np.arange(self.ntotal, dtype=np.int64))
+
+    def similarities(
+        self, unit_queries: npt.NDArray[np.float32], rows: npt.NDArray[np.int64], positions: npt.NDArray[np.int64]
+    ) -> npt.NDArray[np.float32]:
+        """The defined similarity of query ``rows[i]`` and the vector at ``positions[i]``, per pair."""
+        result = np.empty(len(rows), dtype=np.float32)
+        wide_queries = unit_queries.astype(np.float64)
+        step = max(1, _EXACT_AREA // self.dim)
+        for start in range(0, len(rows), step):
+            stop = min(start + step, len(rows))
+            products = self.gather(positions[start:stop]).astype(np.float64)
+            # Exact float64 products, then numpy's sum along each contiguous row (a fixed order).
+            np.multiply(products, np.take(wide_queries, rows[start:stop], axis=0), out=products)
+            result[start:stop] = products.sum(axis=1)
+        return result
+
+    def rank_pairs(
+        self,
+        unit_queries: npt.NDArray[np.float32],
+        rows: npt.NDArray[np.int64],
+        positions: npt.NDArray[np.int64],
+        k: int,
+        *,
+        sorted_pairs: bool = False,
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+        """The k best of flat (query row, position) pairs per query (each pair at most once), by
+        (similarity desc, id asc), padded with -inf / -1. ``sorted_pairs``: the pairs already come
+        sorted by (row, position), which saves a sort."""
+        n_queries = len(unit_queries)
+        scores = np.full((n_queries, k), MISSING_SCORE, dtype=np.float32)
+        ids = np.full((n_queries, k), NO_ID, dtype=np.int64)
+        if len(rows) == 0:
+            return scores, ids
+        found = self.similarities(unit_queries, rows, positions) + np.float32(0)  # -0.0 -> 0.0
+        # One sort by (row, similarity descending, position): positions are in id order.
+        bits = (-found).view(np.uint32)
+        descending = np.where(bits >> 31 == 1, ~bits, bits | np.uint32(1 << 31))
+        key = (rows.astype(np.uint64) << np.uint64(32)) | descending
+        order = np.argsort(key, kind="stable") if sorted_pairs else np.lexsort((positions, key))
+        rows, found, positions = rows[order], found[order], positions[order]
+        counts = np.bincount(rows, minlength=n_queries)
+        starts = np.cumsum(counts) - counts
+        rank = np.arange(len(rows)) - np.repeat(starts, counts)
+        keep = rank < k
+        scores[rows[keep], rank[keep]] = found[keep]
+        ids[rows[keep], rank[keep]] = self._ids[positions[keep]]
+        return scores, ids
+
+
+class FlatStore(VectorStore):
+    """Unit vectors in one float32 array in position (id) order."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__(dim)
+        self._vectors = np.empty((0, dim), dtype=np.float32)
+
+    @property
+    def array(self) -> npt.NDArray[np.float32]:
+        """The (ntotal, dim) C-contiguous float32 array itself (for engines such as faiss.knn)."""
+        return self._vectors
+
+    def add(self, ids: npt.ArrayLike, unit: npt.NDArray[np.float32]) -> Added:
+        if unit.shape[1:] != (self.dim,):
+            raise SemretError(f"vectors must be (n, {self.dim}), got {unit.shape}")
+        old = self._vectors
+        new_positions, moved = self.merge(ids, len(unit))
+        appended = len(new_positions) == 0 or (moved is None and new_positions[0] == len(old))
+        if appended and not len(old):  # the first add, ids ascending: no copy
+            self._vectors = np.ascontiguousarray(unit, dtype=np.float32)
+        elif appended:
+            self._vectors = np.concatenate([old, unit])
+        else:
+            self._vectors = np.empty((len(old) + len(unit), self.dim), dtype=np.float32)
+            if moved is not None:
+                self._vectors[moved] = old
+            self._vectors[new_positions] = unit
+        return new_positions, moved
+
+    def gather(self, positions: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]:
+        return np.take(self._vectors, positions, axis=0)
+
+    def vectors(self) -> npt.NDArray[np.float32]:
+        return self._vectors.copy()
+
+
+class Slots:
+    """Which store position each entry of an engine that numbers vectors by insertion (faiss HNSW,
+    binary flat) holds: entry i is the i-th vector added to the engine."""
+
+    def __init__(self) -> None:
+        self.positions = np.empty(0, dtype=np.int64)
+
+    def append(self, positions: npt.NDArray[np.int64]) -> None:
+        self.positions = np.concatenate([self.positions, positions.astype(np.int64)])
+
+    def renumber(self, moved: npt.NDArray[np.int64]) -> None:
+        self.positions = moved[self.positions]
+
+    def to_positions(self, entries: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+        """Store positions of engine entries (-1 stays -1)."""
+        entries = entries.astype(np.int64, copy=False)
+        return np.where(entries >= 0, self.positions[np.maximum(entries, 0)], NO_ID)
