@@ -48,6 +48,14 @@ ADD_BLOCK = 1 << 16
 
 _REGISTRY: dict[str, type[VectorIndex]] = {}
 
+#: What an engine proposes: (float32 scores, positions (-1 = none), candidates scanned per query),
+#: each (queries, k) but the last, and optionally the proposals' vectors, (queries * k, dim), where
+#: the engine read them already.
+Proposals = (
+    tuple[npt.NDArray[np.float32], npt.NDArray[np.int64], npt.NDArray[np.int64]]
+    | tuple[npt.NDArray[np.float32], npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.float32]]
+)
+
 
 class VectorIndex(Configurable, SearcherBase, ABC):
     """Base of the vector indexes; see the module docstring."""
@@ -111,11 +119,8 @@ class VectorIndex(Configurable, SearcherBase, ABC):
         """Bucket kinds: the distinct (query row, position) pairs to score, sorted by (row, position)."""
         raise NotImplementedError(f"the {self.kind} index has no candidate pairs")
 
-    def _engine_search(
-        self, queries: npt.NDArray[np.float32], k: int
-    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-        """Engine kinds: (float32 scores, positions (-1 = none), candidates scanned per query) of
-        each query's k best proposals, best first."""
+    def _engine_search(self, queries: npt.NDArray[np.float32], k: int) -> Proposals:
+        """Engine kinds: each query's k best proposals, best first (`Proposals`)."""
         raise NotImplementedError(f"the {self.kind} index has no search engine")
 
     uses_engine: ClassVar[bool] = False
@@ -220,13 +225,12 @@ class VectorIndex(Configurable, SearcherBase, ABC):
         if len(unit) == 0:
             return scores, ids
         eps = np.float32(similarity_error_bound(self.dim))
-        asked = min(n, k + max(8, k // 4)) if self.engine_is_exhaustive else k
+        asked = min(n, k + max(4, k // 8)) if self.engine_is_exhaustive else k
         todo = np.arange(len(unit))
         while len(todo):
             block = unit[todo]
-            approx, positions, scanned = self._engine_search(block, asked)
-            rows, columns = np.nonzero(positions >= 0)
-            found_scores, found_ids = self.store.rank_pairs(block, rows, positions[rows, columns], k)
+            approx, positions, scanned, *gathered = self._engine_search(block, asked)
+            found_scores, found_ids = self.store.rank_rows(block, positions, k, *gathered)
             if self.engine_is_exhaustive and asked < n:
                 # Every candidate outside the proposals scores <= the last one; if that is below
                 # the k-th minus the error bound, no candidate of the exact top k was left out.

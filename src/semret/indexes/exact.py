@@ -13,7 +13,7 @@ import faiss
 import numpy as np
 import numpy.typing as npt
 
-from semret.indexes.base import VectorIndex
+from semret.indexes.base import Proposals, VectorIndex
 from semret.indexes.store import FlatStore
 
 
@@ -23,9 +23,7 @@ class ExactIndex(VectorIndex):
     kind = "exact"
     uses_engine = True
 
-    def _engine_search(
-        self, queries: npt.NDArray[np.float32], k: int
-    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    def _engine_search(self, queries: npt.NDArray[np.float32], k: int) -> Proposals:
         assert isinstance(self.store, FlatStore)
         scores, positions = faiss.knn(queries, self.store.array, k, metric=faiss.METRIC_INNER_PRODUCT)
         return scores, positions.astype(np.int64, copy=False), np.full(len(queries), self.ntotal, dtype=np.int64)

@@ -24,7 +24,7 @@ import numpy.typing as npt
 
 from semret.core.validation import check_int
 from semret.errors import SemretError
-from semret.indexes.base import VectorIndex
+from semret.indexes.base import Proposals, VectorIndex
 from semret.indexes.store import Slots
 
 __all__ = ["HnswIndex"]
@@ -65,9 +65,7 @@ class HnswIndex(VectorIndex):
     def _renumber(self, moved: npt.NDArray[np.int64]) -> None:
         self._slots.renumber(moved)
 
-    def _engine_search(
-        self, queries: npt.NDArray[np.float32], k: int
-    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    def _engine_search(self, queries: npt.NDArray[np.float32], k: int) -> Proposals:
         self._graph.hnsw.efSearch = max(self.ef_search, k)
         stats = faiss.cvar.hnsw_stats  # type: ignore[attr-defined]
         stats.reset()

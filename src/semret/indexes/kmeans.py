@@ -7,7 +7,7 @@ longer unit, and on unit vectors the nearest centroid by L2 is what the inverted
 `add` puts each vector in the inverted list of its nearest centroid; a query is compared with the
 vectors of its ``n_probe`` nearest clusters only, ranked by cosine in the ORIGINAL space.
 
-The engine is faiss' own ``IndexIVFFlat`` (inner product) over the unit vectors, keyed by id, with
+The engine is faiss' own ``IndexIVFFlat`` (inner product) over the unit vectors, with
 a coarse quantizer that holds the learned centroids (``IndexFlatL2``, behind the PCA as a
 ``LinearTransform`` in an ``IndexPreTransform`` when PCA is on); the inverted lists are the only
 copy of the vectors (`IvfStore`: the re-ranker gathers from them through faiss' direct map). Each
@@ -37,10 +37,11 @@ import faiss
 import numpy as np
 import numpy.typing as npt
 
+from semret.core.search import NO_ID
 from semret.core.validation import check_int, check_optional_int
 from semret.errors import SemretError
-from semret.indexes.base import VectorIndex
-from semret.indexes.store import Added, VectorStore
+from semret.indexes.base import Proposals, VectorIndex
+from semret.indexes.store import Added, Slots, VectorStore
 
 __all__ = ["IvfStore", "KMeansIndex"]
 
@@ -161,17 +162,29 @@ class KMeansIndex(VectorIndex):
 
     # --- the VectorIndex hooks -----------------------------------------------------------------
 
-    def _engine_search(
-        self, queries: npt.NDArray[np.float32], k: int
-    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    def _engine_search(self, queries: npt.NDArray[np.float32], k: int) -> Proposals:
         store = self.store
         assert isinstance(store, IvfStore) and store.index is not None and store.quantizer is not None
         distances, clusters = store.quantizer.search(queries, self.n_probe)
-        ivf: Any = store.index  # faiss' Python wrapper replaces the C++ signature
+        ivf: Any = store.index
         ivf.nprobe = self.n_probe
-        scores, labels = ivf.search_preassigned(queries, k, clusters, distances)
+        scores = np.empty((len(queries), k), dtype=np.float32)
+        locations = np.empty((len(queries), k), dtype=np.int64)
+        # The C++ call (the Python wrapper has no store_pairs): results as list locations.
+        ivf.search_preassigned_c(
+            len(queries),
+            faiss.swig_ptr(np.ascontiguousarray(queries, dtype=np.float32)),
+            k,
+            faiss.swig_ptr(np.ascontiguousarray(clusters, dtype=np.int64)),
+            faiss.swig_ptr(np.ascontiguousarray(distances, dtype=np.float32)),
+            faiss.swig_ptr(scores),
+            faiss.swig_ptr(locations),
+            True,
+        )
+        positions, vectors = store.at_locations(locations, with_vectors=True)
+        assert vectors is not None
         scanned = store.list_sizes()[clusters].sum(axis=1)
-        return scores, store.positions_of(labels), scanned.astype(np.int64)
+        return scores, positions, scanned.astype(np.int64), vectors
 
     def _state(self) -> dict[str, npt.NDArray[Any]]:
         if self.centroids_ is None:
@@ -235,8 +248,13 @@ def _finite(state: dict[str, npt.NDArray[Any]], name: str, ndim: int) -> npt.NDA
 
 
 class IvfStore(VectorStore):
-    """The vectors of a k-means index, kept only in its faiss ``IndexIVFFlat`` (keyed by id, with a
-    hash-table direct map for gathering them back); empty until `reset` gives it a quantizer."""
+    """The vectors of a k-means index, kept only in the inverted lists of its faiss
+    ``IndexIVFFlat``; empty until `reset` gives it a quantizer.
+
+    faiss numbers the vectors in the order they were added (`Slots` maps that number to the
+    store's position). Searches ask faiss for each result's location in the lists (``store_pairs``:
+    list number and offset), and vectors are read straight from numpy views of the lists' memory,
+    a list at a time, instead of through faiss' per-vector reconstruction."""
 
     takes_blocks = True
 
@@ -244,36 +262,98 @@ class IvfStore(VectorStore):
         super().__init__(dim)
         self.index: faiss.IndexIVFFlat | None = None
         self.quantizer: faiss.Index | None = None
-        self._sizes: npt.NDArray[np.int64] | None = None
+        self.slots = Slots()
+        self._views: list[tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]] | None = None
+        self._locations: npt.NDArray[np.int64] | None = None
 
     def reset(self, quantizer: faiss.Index, n_lists: int) -> None:
         """Start empty inverted lists over the quantizer's ``n_lists`` centroids."""
         self.quantizer = quantizer
         self.index = faiss.IndexIVFFlat(quantizer, self.dim, n_lists, faiss.METRIC_INNER_PRODUCT)
         self.index.is_trained = True  # the quantizer holds the centroids already
-        self.index.set_direct_map_type(faiss.DirectMap.Hashtable)  # type: ignore[attr-defined]
         self._ids = np.empty(0, dtype=np.int64)
-        self._sizes = None
+        self.slots = Slots()
+        self._changed()
+
+    def _changed(self) -> None:
+        self._views = None
+        self._locations = None
 
     def add(self, ids: npt.ArrayLike, unit: npt.NDArray[np.float32]) -> Added:
         if self.index is None:
             raise SemretError("the kmeans index must be fitted first: call fit()")
         positions, moved = self.merge(ids, len(unit))
-        self.index.add_with_ids(np.ascontiguousarray(unit, dtype=np.float32), self._ids[positions])
-        self._sizes = None
+        if moved is not None:
+            self.slots.renumber(moved)
+        start = self.index.ntotal
+        self.index.add_with_ids(
+            np.ascontiguousarray(unit, dtype=np.float32), np.arange(start, start + len(unit), dtype=np.int64)
+        )
+        self.slots.append(positions)
+        self._changed()
         return positions, moved
+
+    def lists(self) -> list[tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]]:
+        """Per inverted list, numpy views of its (size, dim) vectors and (size,) faiss numbers."""
+        if self._views is None:
+            assert self.index is not None and self.index.invlists is not None
+            lists: Any = self.index.invlists
+            views = []
+            for number in range(self.index.nlist):
+                size = lists.list_size(number)
+                if size == 0:
+                    views.append((np.empty((0, self.dim), dtype=np.float32), np.empty(0, dtype=np.int64)))
+                    continue
+                codes = faiss.rev_swig_ptr(lists.get_codes(number), size * self.dim * 4)
+                numbers = faiss.rev_swig_ptr(lists.get_ids(number), size)
+                views.append((codes.view(np.float32).reshape(size, self.dim), numbers))
+            self._views = views
+        return self._views
+
+    def list_sizes(self) -> npt.NDArray[np.int64]:
+        """The number of vectors in each inverted list."""
+        return np.array([len(numbers) for _, numbers in self.lists()], dtype=np.int64)
+
+    def locations(self) -> npt.NDArray[np.int64]:
+        """Each position's location in the lists: list number << 32 | offset (faiss' store_pairs)."""
+        if self._locations is None:
+            where = np.empty(self.ntotal, dtype=np.int64)
+            for number, (_, numbers) in enumerate(self.lists()):
+                where[self.slots.positions[numbers]] = (number << 32) | np.arange(len(numbers), dtype=np.int64)
+            self._locations = where
+        return self._locations
+
+    def at_locations(
+        self, locations: npt.NDArray[np.int64], with_vectors: bool
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32] | None]:
+        """The positions (and vectors) at store_pairs locations (-1: none), read a list at a time:
+        sorted by list, each list's rows are one contiguous slice of the output."""
+        flat = locations.ravel()
+        valid = np.flatnonzero(flat >= 0)
+        order = valid[np.argsort(flat[valid] >> 32, kind="stable")]
+        sorted_locations = flat[order]
+        lists = sorted_locations >> 32
+        offsets = sorted_locations & 0xFFFFFFFF
+        bounds = np.concatenate([[0], np.flatnonzero(np.diff(lists)) + 1, [len(order)]])
+        found = np.empty(len(order), dtype=np.int64)
+        rows = np.empty((len(order), self.dim), dtype=np.float32) if with_vectors else None
+        views = self.lists()
+        for start, stop in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
+            codes, numbers = views[int(lists[start])]
+            np.take(numbers, offsets[start:stop], out=found[start:stop])
+            if rows is not None:
+                np.take(codes, offsets[start:stop], axis=0, out=rows[start:stop])
+        positions = np.full(len(flat), NO_ID, dtype=np.int64)
+        positions[order] = self.slots.positions[found]
+        vectors = None
+        if rows is not None:
+            vectors = np.zeros((len(flat), self.dim), dtype=np.float32)
+            vectors[order] = rows
+        return positions.reshape(locations.shape), vectors
 
     def gather(self, positions: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]:
         if not len(positions):
             return np.empty((0, self.dim), dtype=np.float32)
-        assert self.index is not None
-        return self.index.reconstruct_batch(np.ascontiguousarray(self._ids[positions]))
-
-    def list_sizes(self) -> npt.NDArray[np.int64]:
-        """The number of vectors in each inverted list."""
-        if self._sizes is None:
-            assert self.index is not None
-            lists = self.index.invlists
-            assert lists is not None
-            self._sizes = np.array([lists.list_size(i) for i in range(self.index.nlist)], dtype=np.int64)
-        return self._sizes
+        _, vectors = self.at_locations(self.locations()[positions], with_vectors=True)
+        assert vectors is not None
+        return vectors

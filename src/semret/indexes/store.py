@@ -100,15 +100,21 @@ class VectorStore(ABC):
         return self.gather(np.arange(self.ntotal, dtype=np.int64))
 
     def similarities(
-        self, unit_queries: npt.NDArray[np.float32], rows: npt.NDArray[np.int64], positions: npt.NDArray[np.int64]
+        self,
+        unit_queries: npt.NDArray[np.float32],
+        rows: npt.NDArray[np.int64],
+        positions: npt.NDArray[np.int64],
+        vectors: npt.NDArray[np.float32] | None = None,
     ) -> npt.NDArray[np.float32]:
-        """The defined similarity of query ``rows[i]`` and the vector at ``positions[i]``, per pair."""
+        """The defined similarity of query ``rows[i]`` and the vector at ``positions[i]``, per pair
+        (``vectors``: those vectors, gathered already)."""
         result = np.empty(len(rows), dtype=np.float32)
         wide_queries = unit_queries.astype(np.float64)
         step = max(1, _EXACT_AREA // self.dim)
         for start in range(0, len(rows), step):
             stop = min(start + step, len(rows))
-            products = self.gather(positions[start:stop]).astype(np.float64)
+            part = self.gather(positions[start:stop]) if vectors is None else vectors[start:stop]
+            products = part.astype(np.float64)
             # Exact float64 products, then numpy's sum along each contiguous row (a fixed order).
             np.multiply(products, np.take(wide_queries, rows[start:stop], axis=0), out=products)
             result[start:stop] = products.sum(axis=1)
@@ -145,6 +151,37 @@ class VectorStore(ABC):
         scores[rows[keep], rank[keep]] = found[keep]
         ids[rows[keep], rank[keep]] = self._ids[positions[keep]]
         return scores, ids
+
+    def rank_rows(
+        self,
+        unit_queries: npt.NDArray[np.float32],
+        positions: npt.NDArray[np.int64],
+        k: int,
+        vectors: npt.NDArray[np.float32] | None = None,
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+        """As `rank_pairs` for a (queries, m) array of candidate positions per query (-1 = none,
+        no repeats in a row; ``vectors``: their (queries * m, dim) vectors if gathered already):
+        one gather, then one sort of each row by (similarity desc, id asc)."""
+        n_queries, m = positions.shape
+        valid = positions >= 0
+        safe = np.where(valid, positions, 0)
+        rows = np.repeat(np.arange(n_queries, dtype=np.int64), m)
+        found = self.similarities(unit_queries, rows, safe.ravel(), vectors).reshape(n_queries, m) + np.float32(0)
+        bits = (-found).view(np.uint32)
+        descending = np.where(bits >> 31 == 1, ~bits, bits | np.uint32(1 << 31)).astype(np.uint64)
+        key = (descending << np.uint64(32)) | safe.astype(np.uint64)  # positions are in id order
+        key[~valid] = np.iinfo(np.uint64).max
+        order = np.argsort(key, axis=1)[:, :k]
+        scores = np.take_along_axis(found, order, axis=1)
+        best = np.take_along_axis(positions, order, axis=1)
+        missing = best < 0
+        scores[missing] = MISSING_SCORE
+        ids = np.where(missing, NO_ID, self._ids[np.maximum(best, 0)])
+        if ids.shape[1] < k:  # fewer proposals than k: pad
+            pad = k - ids.shape[1]
+            scores = np.pad(scores, ((0, 0), (0, pad)), constant_values=MISSING_SCORE)
+            ids = np.pad(ids, ((0, 0), (0, pad)), constant_values=NO_ID)
+        return np.ascontiguousarray(scores, dtype=np.float32), ids
 
 
 class FlatStore(VectorStore):
