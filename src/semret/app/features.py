@@ -44,6 +44,11 @@ class CollectionFeatures:
     cached: bool
     #: The backbone the features came through.
     network: Backbone
+    #: The engine that computed what was missing: "onnx" (ONNX Runtime) or "torch".
+    engine: str = "torch"
+    #: Where the ONNX network is, and its max |ORT - torch| on the probe batch, when this call ran it.
+    onnx_file: Path | None = None
+    onnx_max_abs_diff: float | None = None
 
 
 def collection_features(
@@ -56,18 +61,23 @@ def collection_features(
     cache_dir: str | Path | None = None,
     batch_size: int = 64,
     progress: Progress | None = None,
+    feature_engine: str = "auto",
 ) -> CollectionFeatures:
     """Features of a collection's images (all, or those of ``split``) through ``backbone`` (a name
     for `semret.vision.backbones.make_backbone`, with ``weights`` imagenet, none or a .pth file and
     ``image_size`` its input size; or a `Backbone` made already), from the feature cache
     (``cache_dir``, default `semret.vision.features.default_cache_dir`), computing only what is not
-    there yet. `CollectionFeatures.network` is the backbone, to use again.
+    there yet. `CollectionFeatures.network` is the backbone, to use again. ``feature_engine``
+    computes the missing features: "auto" (ONNX Runtime for the pretrained backbones, torch for small-cnn),
+    "onnx" or "torch" (`semret.vision.features.extract_features`).
 
     Random weights (``none``) are drawn from seed 0, so that the cache's ``none`` is one draw.
     """
     from semret.vision.backbones import INPUT_SIZES, make_backbone  # torch: only when features are made
     from semret.vision.features import FeatureCache, FeatureKey, default_cache_dir, weights_id
+    from semret.vision.onnx_runtime import check_engine, loaded_session, resolve_engine
 
+    check_engine(feature_engine)
     if isinstance(backbone, str):
         # the images first: a wrong collection is reported before a network is built
         size = image_size or INPUT_SIZES.get(backbone, 224)
@@ -80,7 +90,9 @@ def collection_features(
     cache = FeatureCache(root)
     key = FeatureKey.for_backbone(images.dataset, images.split, images.fingerprint(), network)
     cached = cache.is_complete(key)
-    features = cache.features(key, images.images, network, batch_size, progress)
+    features = cache.features(key, images.images, network, batch_size, progress, engine=feature_engine)
+    chosen = resolve_engine(feature_engine, network)
+    ran = loaded_session(network, root) if chosen == "onnx" and not cached else None  # the session just used
     arrays = LabelledArrays(
         images.image_ids, np.asarray(features, dtype=np.float32), "features", images.labels, images.class_names
     )
@@ -94,4 +106,7 @@ def collection_features(
         root,
         cached,
         network,
+        chosen,
+        ran.path if ran else None,
+        ran.max_abs_diff if ran else None,
     )

@@ -168,7 +168,7 @@ def link_imagenet(
         )
     features = arrays.data
     if arrays.kind == "images":
-        features = extract_features(network, arrays.data, progress=progress)
+        features = extract_features(network, arrays.data, progress=progress, cache_dir=cache_dir)
     probabilities = imagenet_probabilities(network, features)
     return link_imagenet_probabilities(
         engine,

@@ -23,6 +23,16 @@ from semret.cli._app import (
 )
 from semret.vision.arrays import write_labelled_arrays
 
+EngineOption = Annotated[
+    str,
+    typer.Option(
+        "--engine",
+        metavar="ENGINE",
+        help="What runs the network: auto (ONNX Runtime for the pretrained backbones, torch for small-cnn), "
+        "onnx or torch.",
+    ),
+]
+
 app = Commands(help="Image features: extract a collection's features through a backbone (cached).")
 
 
@@ -50,6 +60,7 @@ def features_extract(
         ),
     ] = None,
     cache_dir: CacheDirOption = None,
+    feature_engine: EngineOption = "auto",
     db: DbOption = None,
 ) -> None:
     """The features of a collection's images through a backbone, computed once into the feature
@@ -57,10 +68,12 @@ def features_extract(
     with progress_bars() as progress:
         found = collection_features(
             engine_for(ctx, db), collection, backbone or DEFAULT_BACKBONE, weights, image_size, split,
-            cache_dir, progress=StageProgress(progress),
+            cache_dir, progress=StageProgress(progress), feature_engine=feature_engine,
         )  # fmt: skip
     arrays = found.arrays
-    how = "read from the cache" if found.cached else "computed"
+    how = "read from the cache" if found.cached else f"computed on {found.engine}"
+    if found.onnx_max_abs_diff is not None:
+        how += f" (max |ORT - torch| {found.onnx_max_abs_diff:.2g} on the probe batch; network {found.onnx_file})"
     console.print(
         f"features of {len(arrays.image_ids):,} images of {collection} ({found.backbone}, {found.weights} weights, "
         f"{found.image_size} px, {arrays.data.shape[1]} dims) {how}; cache {found.cache_dir}"

@@ -24,7 +24,8 @@ import os
 import re
 import shutil
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,7 @@ import torch
 from semret import __version__
 from semret.errors import SemretError
 from semret.vision.backbones import Backbone, weights_id
+from semret.vision.onnx_runtime import onnx_features, resolve_engine
 
 __all__ = [
     "FeatureCache",
@@ -64,35 +66,71 @@ class FeatureCacheWarning(UserWarning):
 
 
 def extract_features(
-    backbone: Backbone, images: npt.NDArray[np.uint8], batch_size: int = 64, progress: Progress | None = None
+    backbone: Backbone,
+    images: npt.NDArray[np.uint8],
+    batch_size: int = 64,
+    progress: Progress | None = None,
+    *,
+    engine: str = "auto",
+    cache_dir: str | Path | None = None,
 ) -> npt.NDArray[np.float32]:
     """Features (n, feature_dim) of uint8 images through ``backbone``: eval mode, no gradients, in batches.
 
-    The module's train/eval mode is restored afterwards.
+    ``engine`` "onnx" runs the network on ONNX Runtime (`semret.vision.onnx_runtime`: exported once
+    into ``<cache_dir>/onnx/``, default `default_cache_dir`), "torch" on torch, "auto" (the default)
+    ONNX Runtime for the pretrained backbones (`ONNX_BACKBONES`) and torch for small-cnn. The
+    preprocessing is the backbone's own (torch) either way; on ONNX Runtime the next batch is
+    preprocessed while one runs. The module's train/eval mode is restored afterwards.
     """
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise SemretError(f"batch size must be a positive integer, got {batch_size!r}")
     array = _checked_images(images)
+    chosen = resolve_engine(engine, backbone)
     result = np.empty((len(array), backbone.feature_dim), dtype=np.float32)
+    if not len(array):
+        return result
     module = backbone.module
     was_training = module.training
     module.eval()
     try:
+        network = None
+        if chosen == "onnx":
+            network = onnx_features(backbone, Path(cache_dir) if cache_dir is not None else default_cache_dir())
         with torch.no_grad():
-            for start in range(0, len(array), batch_size):
-                stop = min(start + batch_size, len(array))
-                batch = module(backbone.preprocess(array[start:stop]))
+            for start, stop, inputs in _preprocessed(backbone, array, batch_size, ahead=network is not None):
+                batch = network.run(inputs.numpy()) if network is not None else module(inputs).numpy()
                 if tuple(batch.shape) != (stop - start, backbone.feature_dim):
                     raise SemretError(
                         f"backbone {backbone.name} gave features of shape {tuple(batch.shape)}, "
                         f"expected {(stop - start, backbone.feature_dim)}"
                     )
-                result[start:stop] = batch.numpy()
+                result[start:stop] = batch
                 if progress:
                     progress("features", stop, len(array))
     finally:
         module.train(was_training)
     return result
+
+
+def _preprocessed(
+    backbone: Backbone, images: npt.NDArray[np.uint8], batch_size: int, *, ahead: bool
+) -> Iterator[tuple[int, int, torch.Tensor]]:
+    """(start, stop, preprocessed batch) for each batch of ``images``. With ``ahead``, a worker
+    thread preprocesses the next batch while the caller runs this one (ONNX Runtime releases the
+    GIL while it runs), so that the preprocessing costs no time of its own."""
+    spans = [(start, min(start + batch_size, len(images))) for start in range(0, len(images), batch_size)]
+    if not ahead:
+        for start, stop in spans:
+            yield start, stop, backbone.preprocess(images[start:stop])
+        return
+    with ThreadPoolExecutor(1, thread_name_prefix="semret-preprocess") as pool:
+        upcoming = pool.submit(backbone.preprocess, images[spans[0][0] : spans[0][1]])
+        for index, (start, stop) in enumerate(spans):
+            batch = upcoming.result()
+            if index + 1 < len(spans):
+                following = spans[index + 1]
+                upcoming = pool.submit(backbone.preprocess, images[following[0] : following[1]])
+            yield start, stop, batch
 
 
 @dataclass(frozen=True)
@@ -168,11 +206,16 @@ class FeatureCache:
         backbone: Backbone,
         batch_size: int = 64,
         progress: Progress | None = None,
+        *,
+        engine: str = "auto",
     ) -> npt.NDArray[np.float32]:
         """The features (n, feature_dim) of ``images``: read from the cache, computing only what is missing.
 
         ``key`` must describe ``backbone`` (name, weights, input size) and ``images`` (its fingerprint).
+        What is missing is computed by ``engine`` (`extract_features`; ONNX files under ``<root>/onnx/``).
+        The engine is not part of the key: both give the same network's features (to ~1e-5).
         """
+        resolve_engine(engine, backbone)  # a wrong engine is reported before anything is read
         _check_key_matches(key, backbone)
         array = _checked_images(images)
         n, dim = len(array), backbone.feature_dim
@@ -208,7 +251,7 @@ class FeatureCache:
         if stored is None:
             directory.mkdir(parents=True, exist_ok=True)
             _write_atomically(directory / METADATA_FILE, (json.dumps(wanted, indent=2) + "\n").encode())
-        return self._fill(directory, array, backbone, batch_size, progress)
+        return self._fill(directory, array, backbone, batch_size, progress, engine)
 
     # --- internals ---------------------------------------------------------------------------
 
@@ -219,6 +262,7 @@ class FeatureCache:
         backbone: Backbone,
         batch_size: int,
         progress: Progress | None,
+        engine: str,
     ) -> npt.NDArray[np.float32]:
         """Read or compute every part, then assemble them into the single features file."""
         n, dim = len(images), backbone.feature_dim
@@ -229,7 +273,9 @@ class FeatureCache:
             values = _read_array(part, (stop - start, dim), "part")
             if values is None:
                 inner = _offset_progress(progress, start, stop, n)
-                values = extract_features(backbone, images[start:stop], batch_size, inner)
+                values = extract_features(
+                    backbone, images[start:stop], batch_size, inner, engine=engine, cache_dir=self.root
+                )
                 _save_npy(part, values)
             if progress:  # once the part is on disk
                 progress("features", stop, n)
