@@ -301,6 +301,33 @@ def test_modes_match_their_parts() -> None:
             np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("spec", ["ivf:nlist=16,nprobe=3", "multihash:b=16,nflip=1,nhash=3"])
+def test_approximate_hamming_shortlists_match_their_parts(spec: str) -> None:
+    ids, embeddings, codes = random_collection(3, 3_000, n_bits=48, dim=32)
+    rng = np.random.default_rng(4)
+    query_embeddings = rng.standard_normal((20, 32))
+    query_codes = codes[rng.integers(0, 3_000, size=20)]
+    hamming_index = HammingIndex.from_spec(spec, 48, n_threads=1)  # one thread: quick on busy cores
+    hamming_index.add(ids, codes)
+    cosine_index = CosineIndex(32)
+    cosine_index.add(ids, embeddings)
+    index = SemanticHashIndex(48, 32, hamming=spec, n_threads=1)
+    index.add(ids[:1_000], embeddings[:1_000], codes[:1_000])
+    index.add(ids[1_000:], embeddings[1_000:], codes[1_000:])
+    assert index.hamming.spec == spec and f"hamming={spec!r}" in repr(index)
+    k = 10
+    shortlist_ids = hamming_index.search_distances(query_codes, 2 * k)[1]
+    expected = cosine_index.search_subset(query_embeddings, shortlist_ids, k)
+    for a, b in zip(index.search(HashQueries(query_embeddings, query_codes), k), expected, strict=True):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(index.last_candidates, (shortlist_ids != NO_ID).sum(axis=1))
+    index.mode = "hamming"
+    for a, b in zip(index.search(HashQueries(None, query_codes), k), hamming_index.search(query_codes, k), strict=True):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(SemretError, match="unknown Hamming index kind"):
+        SemanticHashIndex(48, 32, hamming="lsh")
+
+
 def test_semantic_hash_index_errors() -> None:
     with pytest.raises(SemretError, match="unknown retrieval mode"):
         SemanticHashIndex(8, 2, mode="fast")  # type: ignore[arg-type]

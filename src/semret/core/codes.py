@@ -5,7 +5,9 @@ uint8 bytes in big-endian bit order (`np.packbits`' default): bit ``i`` of the c
 ``7 - i % 8`` (value ``2 ** (7 - i % 8)``) of byte ``i // 8``, so the first bit is the most
 significant bit of the first byte. When ``h`` is not a multiple of 8 the last byte is padded with
 zero bits (its low ``8 * ceil(h / 8) - h`` bits). Every packed code in semret follows this layout;
-`semret.core.hamming.HammingIndex` and `faiss.IndexBinaryFlat` read it as it is.
+`semret.core.hamming.HammingIndex` and `faiss.IndexBinaryFlat` read it as it is (faiss' hash
+tables, which read a byte's bits from the least significant one up, get each byte's bits reversed
+from `HammingIndex`, so that their substrings are bits ``h*b .. (h+1)*b - 1`` of the code).
 
 Codes of at most 64 bits also have an integer form for SQL (`codes_to_int64`): the code read as an
 h-bit unsigned integer, first bit most significant, stored as a signed int64 (two's complement),

@@ -13,6 +13,12 @@ and a binary code (its thresholded hash layer, compared by Hamming distance). Ov
   is ``shortlist``, by default 2k as published. The shortlist takes the codes at the m-th
   distance by id (ascending), so it is deterministic.
 
+The Hamming side (modes "hamming" and "rerank") is a `HammingIndex` of the kind ``hamming``
+names, a spec string: ``"flat"`` (default; exact, faiss' ``IndexBinaryFlat``), or the approximate
+``"ivf:nlist=...,nprobe=..."`` (``IndexBinaryIVF``) and ``"multihash:nhash=...,b=...,nflip=..."``
+(``IndexBinaryMultiHash``), whose shortlists may miss some of the m nearest codes and then hold
+fewer than m (see `semret.core.hamming`).
+
 A query is one typed record, `HashQueries(embeddings, codes)`, and the index follows semret's
 search contract (`semret.core.search`): ``search(HashQueries(...), k, exclude_ids=...)``, results
 sorted by score (descending), ties by id (ascending), rows padded with score -inf and id -1 when
@@ -68,6 +74,7 @@ class SemanticHashIndex(SearcherBase):
 
     ``shortlist`` is the Hamming shortlist size m of "rerank" (None: 2k); it must be >= k. It
     counts the results asked for: with ``exclude_ids`` the excluded images get a place of their own.
+    ``hamming`` is the Hamming index's spec (`HammingIndex.from_spec`): "flat" (exact) by default.
     """
 
     def __init__(
@@ -77,17 +84,18 @@ class SemanticHashIndex(SearcherBase):
         mode: Mode = "rerank",
         shortlist: int | None = None,
         n_threads: int | None = None,
+        hamming: str = "flat",
     ) -> None:
         self.mode: Mode = check_choice("retrieval mode", mode, MODES)  # type: ignore[assignment]
         self.shortlist = None if shortlist is None else check_k(shortlist, "shortlist")
-        self.hamming = HammingIndex(n_bits, n_threads=n_threads)
+        self.hamming = HammingIndex.from_spec(hamming, n_bits, n_threads=n_threads)
         self.cosine = CosineIndex(dim)
         self.last_candidates = np.zeros(0, dtype=np.int64)
 
     def __repr__(self) -> str:
         return (
             f"SemanticHashIndex(n_bits={self.n_bits}, dim={self.dim}, mode={self.mode!r}, "
-            f"shortlist={self.shortlist}, ntotal={self.ntotal})"
+            f"shortlist={self.shortlist}, hamming={self.hamming.spec!r}, ntotal={self.ntotal})"
         )
 
     @property

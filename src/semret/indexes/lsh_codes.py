@@ -83,7 +83,7 @@ class LSHCodesIndex(VectorIndex):
         shortlist = min(self.ntotal, k * self.k_factor)
         # One block of queries: faiss' default of 32 queries a block pays its threads' start and
         # stop every 32 queries (several times slower on 2 busy cores).
-        self._engine.query_batch_size = max(32, len(queries))
+        self._engine.query_batch_size = max(32, len(queries))  # type: ignore[attr-defined]
         distances, positions = self._engine.search(self.codes(queries), shortlist)
         scanned = (positions >= 0).sum(axis=1).astype(np.int64)
         return -distances.astype(np.float32), positions.astype(np.int64), scanned
