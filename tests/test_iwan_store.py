@@ -265,6 +265,67 @@ def test_sql_ranking_is_exact_for_any_word_distances(engine: Engine) -> None:
             np.testing.assert_array_equal(got[0], expected[0])
 
 
+def _ranker_equals_memory(ranker: SqlImageRanker, stored, rng: np.random.Generator, ids: np.ndarray) -> None:  # type: ignore[no-untyped-def]
+    """Random word distances (some large, where d + 1/s rounds alike for neighbouring strengths,
+    some rounded: ties), small k (a word's links beyond its first few matter only through ties),
+    with and without an excluded image: the SQL ranker's ids and distances equal the in-memory ones."""
+    n_words = len(stored.word_ids)
+    for trial in range(30):
+        scale = rng.choice([1.0, 2.0**30, 1e6])
+        word_distances = rng.exponential(3.0, size=n_words) * scale
+        if trial % 2 == 0:
+            word_distances = np.round(word_distances / scale) * scale
+        word_distances[rng.random(n_words) < 0.3] = np.inf
+        for k in (1, 3, 7):
+            for exclude in (None, int(rng.choice(ids))):
+                got = ranker(word_distances, k, exclude)
+                expected = stored.index(word_distances, k, exclude)
+                np.testing.assert_array_equal(got[1], expected[1])
+                np.testing.assert_array_equal(got[0], expected[0])
+
+
+def test_sql_ranking_bounded_by_words_keeps_ties_and_collections_apart(engine: Engine) -> None:
+    """Few words shared by three collections with the same image ids, strengths with many ties and
+    neighbouring floats (0.5 and the floats just below: their distances round alike from large word
+    distances, so a weaker link with a smaller id can win a tie), top-IWK 2 of up to 4 words: the
+    SQL ranker, which reads only each word's first links, ranks exactly as in memory."""
+    words = ["APPLE", "RED", "ORANGE", "FRUIT", "PEAR"]
+    below = np.nextafter(0.5, 0.0)
+    levels = [0.5, below, np.nextafter(below, 0.0), 0.25]
+    rng = np.random.default_rng(12)
+    ids = rng.choice(500, size=120, replace=False)
+    for name in ("a", "b", "c"):  # b is ranked; a's and c's links must not use up a word's quota
+        chosen = [list(rng.choice(words, size=rng.integers(1, 5), replace=False)) for _ in ids]
+        strengths = [sorted(rng.choice(levels, size=len(c)).tolist(), reverse=True) for c in chosen]
+        store_images(engine, name, ids)
+        store_image_words(engine, name, RankedWords(ids, chosen, strengths))
+    build_iwan_graph(engine, "b", IwanSettings(top_iwk=2))
+    stored = load_iwan(engine, "b")
+    ranker = SqlImageRanker(engine, load_iwan(engine, "b", with_images=False))
+    assert ranker.ntotal == stored.index.ntotal
+    _ranker_equals_memory(ranker, stored, rng, ids)
+
+
+def test_a_weaker_link_whose_distance_rounds_alike_wins_its_tie_by_id(engine: Engine) -> None:
+    """From 2**30, 1 / 0.5 and 1 / (the float below 0.5) give the same distance: image 10 (0.5) is
+    the strongest link, yet the weaker 3, 5 and 7 come first by id, so a word's k-th place in
+    strength order does not settle its ties (the ranker reads 2k links; the random test above needs
+    the links beyond them that round alike)."""
+    below = float(np.nextafter(0.5, 0.0))
+    store_images(engine, "tie", [10, 5, 7, 3, 1])
+    store_image_words(
+        engine, "tie", ranked([10, 5, 7, 3, 1], [["APPLE"]] * 5, [[0.5], [below], [below], [below], [0.25]])
+    )
+    build_iwan_graph(engine, "tie", IwanSettings())
+    stored = load_iwan(engine, "tie")
+    ranker = SqlImageRanker(engine, load_iwan(engine, "tie", with_images=False))
+    word_distances = np.where(np.array(stored.index.words) == "APPLE", 2.0**30, np.inf)
+    for k, expected_ids in ((1, [3]), (2, [3, 5]), (4, [3, 5, 7, 10])):
+        got = ranker(word_distances, k, None)
+        assert got[1].tolist() == expected_ids == stored.index(word_distances, k, None)[1].tolist()
+        assert (got[0] == 2.0**30 + 2).all()
+
+
 # --- IWAN as published ---------------------------------------------------------------------------
 
 
@@ -378,3 +439,13 @@ def test_published_and_semret_graphs_replace_each_other(engine: Engine) -> None:
     with engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(NODES)).scalar_one() == 0  # the old graph's nodes went
         assert conn.execute(select(func.count()).select_from(IMAGENET_WORDS)).scalar_one() > 0  # the words stay
+
+
+def test_published_sql_ranking_settles_label_ties_by_id(engine: Engine) -> None:
+    """A published graph links every image of a label with the same strength: ties by the
+    thousand in a large collection, settled by image id in the ranking index, as in memory."""
+    ids, _, _ = published_collection(engine)
+    build_published_iwan_graph(engine, "pub", PublishedIwanSettings(top_iwk=2))
+    memory = iwan_searcher(engine, "pub")
+    ranker = SqlImageRanker(engine, load_iwan(engine, "pub", with_images=False))
+    _ranker_equals_memory(ranker, memory, np.random.default_rng(5), ids)

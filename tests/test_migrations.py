@@ -10,13 +10,14 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Engine, MetaData, Table, insert, inspect, select, text
+from sqlalchemy import Connection, Engine, MetaData, Table, insert, inspect, select, text
 from sqlalchemy.exc import IntegrityError
 
 from semret.errors import SchemaNotCurrentError
 from semret.sql import migrations
 from semret.sql.engine import make_engine
 from semret.sql.models import Base
+from semret.sql.pgvector_store import TABLE_NAME as PGVECTOR_TABLE
 
 SEMRET_TABLES = {
     "words",
@@ -44,7 +45,17 @@ def engine(database_url: str) -> Iterator[Engine]:
 
 
 def tables(engine: Engine) -> set[str]:
-    return set(inspect(engine).get_table_names()) - {"alembic_version"}
+    """semret's tables, without pgvector's copy of the hashes (0007: only where the server has
+    pgvector, made from image_hashes; tests/test_pgvector.py checks it)."""
+    return set(inspect(engine).get_table_names()) - {"alembic_version", PGVECTOR_TABLE}
+
+
+def schema_diff(conn: Connection) -> list[object]:
+    """How the database's schema differs from the models (pgvector's table left out)."""
+    include = {"include_object": lambda obj, name, kind, *_: not (kind == "table" and name == PGVECTOR_TABLE)}
+    return list(
+        compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True} | include), Base.metadata)
+    )
 
 
 def test_upgrade_downgrade_upgrade(engine: Engine) -> None:
@@ -63,8 +74,7 @@ def test_upgrade_downgrade_upgrade(engine: Engine) -> None:
 def test_migrated_schema_equals_the_models(engine: Engine) -> None:
     migrations.upgrade(engine)
     with engine.connect() as conn:
-        context = MigrationContext.configure(conn, opts={"compare_type": True})
-        assert compare_metadata(context, Base.metadata) == []
+        assert schema_diff(conn) == []
 
 
 def test_missing_schema_tells_the_user_to_upgrade(engine: Engine) -> None:
@@ -134,9 +144,10 @@ ROWS: dict[str, list[dict[str, object]]] = {
         {"id": 3, "collection_id": 2, "image_id": 10, "label": "hot dog", "split": None, "source": "/x/hot.png"},
     ],
     "image_words": [
-        {"image_key": 1, "rank": 1, "word_id": 1, "strength": 0.75},
-        {"image_key": 1, "rank": 2, "word_id": 2, "strength": 0.25},
-        {"image_key": 3, "rank": 1, "word_id": 3, "strength": 1.0},
+        # collection_id and image_id (0006) are the image's: an upgrade fills them from images
+        {"image_key": 1, "rank": 1, "word_id": 1, "strength": 0.75, "collection_id": 1, "image_id": 10},
+        {"image_key": 1, "rank": 2, "word_id": 2, "strength": 0.25, "collection_id": 1, "image_id": 10},
+        {"image_key": 3, "rank": 1, "word_id": 3, "strength": 1.0, "collection_id": 2, "image_id": 10},
     ],
     "iwan_graphs": [
         {"id": 1, "collection_id": 1, "top_iwk": 4, "top_wwk": 4, "normed_only": False, "backward": True}
@@ -149,8 +160,8 @@ ROWS: dict[str, list[dict[str, object]]] = {
         {"graph_id": 2, "source_word_id": 3, "target_word_id": 1, "strength": 0.5},
     ],
     "image_imagenet_words": [
-        {"image_key": 1, "rank": 1, "name": "GRANNY SMITH", "probability": 0.625},
-        {"image_key": 1, "rank": 2, "name": "HOTDOG", "probability": 0.125},
+        {"image_key": 1, "rank": 1, "name": "GRANNY SMITH", "probability": 0.625, "collection_id": 1, "image_id": 10},
+        {"image_key": 1, "rank": 2, "name": "HOTDOG", "probability": 0.125, "collection_id": 1, "image_id": 10},
     ],
     "iwan_graph_nodes": [
         {"graph_id": 2, "node": 0, "name": "GRANNY SMITH", "lookup": "SMITH"},
@@ -160,7 +171,9 @@ ROWS: dict[str, list[dict[str, object]]] = {
         {"graph_id": 2, "source_node": 0, "target_node": 1, "strength": 0.5},
         {"graph_id": 2, "source_node": 1, "target_node": 0, "strength": 0.5},
     ],
-    "iwan_graph_links": [{"graph_id": 2, "image_key": 3, "node": 1, "strength": 0.8}],
+    "iwan_graph_links": [
+        {"graph_id": 2, "image_key": 3, "node": 1, "strength": 0.8, "collection_id": 2, "image_id": 10}
+    ],
     "hash_models": [
         {"id": 1, "name": "h48", "n_bits": 48, "embedding_dim": 3, "config": "{}", "checkpoint_sha256": "b" * 64}
         | {"created_at": WHEN}
@@ -240,7 +253,7 @@ def test_every_step_down_and_up_keeps_the_rows(engine: Engine) -> None:
         assert kept(again, lower) == lower, f"rows lost by the upgrade {below} -> {revision}"
     # the newest schema survives the round trips unchanged (constraints, cascades)
     with engine.connect() as conn:
-        assert compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata) == []
+        assert schema_diff(conn) == []
     with engine.begin() as conn:
         conn.execute(text("DELETE FROM collections WHERE id = 2"))
         assert conn.execute(text("SELECT count(*) FROM image_words WHERE image_key = 3")).scalar_one() == 0

@@ -4,7 +4,6 @@ on one connection, without temporary tables."""
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -12,16 +11,23 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from sqlalchemy import Engine, event
+from sqlalchemy import Engine, event, text
 
 from semret.errors import SchemaNotCurrentError
 from semret.iwan.graph import IwanSettings
 from semret.iwan.norms import find_norms_files, read_norms_file
+from semret.iwan.published import PublishedIwanSettings
 from semret.sql import bulk, migrations
 from semret.sql.bulk import MergeCounts
 from semret.sql.engine import make_engine
-from semret.sql.images_store import IMAGES, RankedWords, store_image_words, store_images
-from semret.sql.iwan_store import SqlImageRanker, build_iwan_graph, image_query, load_iwan
+from semret.sql.images_store import IMAGES, RankedWords, store_image_words, store_imagenet_words, store_images
+from semret.sql.iwan_store import (
+    SqlImageRanker,
+    build_iwan_graph,
+    build_published_iwan_graph,
+    image_query,
+    load_iwan,
+)
 from semret.sql.norms_store import load_norms
 
 FIXTURES = Path(__file__).parent / "fixtures" / "norms"
@@ -136,31 +142,56 @@ def test_a_sql_ranking_is_one_statement_on_one_connection(engine: Engine) -> Non
     assert all(s.lstrip().upper().startswith(("SELECT", "WITH")) for s in recorded.statements)
 
 
-def test_a_sql_ranking_reads_the_reached_words_first(engine: Engine) -> None:
-    # The reached words are the outer loop, each finding its links by ix_image_words_word_id: on
-    # SQLite the planner otherwise scanned every image word and re-read the JSON for each one
-    # (0.42 s a query on the demo's 1,000 images instead of 7 ms).
+def _plan(engine: Engine, statement: str, parameters: dict[str, object]) -> list[str]:
+    """The query plan's lines: SQLite's EXPLAIN QUERY PLAN details, PostgreSQL's EXPLAIN text."""
+    explain = "EXPLAIN QUERY PLAN " if engine.dialect.name == "sqlite" else "EXPLAIN "
+    with engine.connect() as conn:
+        rows = conn.execute(text(explain + statement), parameters).all()
+    return [str(row[-1]).strip() for row in rows]
+
+
+@pytest.mark.parametrize("published", [False, True], ids=["iwan", "published"])
+def test_a_sql_ranking_reads_each_reached_word_by_the_ranking_index(engine: Engine, published: bool) -> None:
+    # Each reached word reads its first links of the collection by the ranking index (strength
+    # descending, image id), LIMIT 2k: never a scan of the links, so the cost grows with the words
+    # reached x k, not with the collection (issue 12: 122 ms a query at 1M images on PostgreSQL
+    # when every link of every reached word was joined).
     load_norms(engine, [read_norms_file(p) for p in find_norms_files([FIXTURES])])
-    store_images(engine, "fruit", np.arange(1, 401))
     words = [["RED"], ["FRUIT", "ORANGE"], ["BUN"], ["APPLE"]] * 100
     strengths = [[0.9], [0.5, 0.25], [1.0], [0.8]] * 100
-    store_image_words(engine, "fruit", RankedWords(np.arange(1, 401), words, strengths))
-    build_iwan_graph(engine, "fruit", IwanSettings())
+    for name in ("fruit", "other"):  # another collection's links share the words
+        store_images(engine, name, np.arange(1, 401), ["apple", "pear", "bun", "apple"] * 100)
+        store_image_words(engine, name, RankedWords(np.arange(1, 401), words, strengths))
+    if published:
+        store_imagenet_words(engine, "fruit", RankedWords(np.arange(1, 401), [["GRANNY SMITH"]] * 400, [[0.5]] * 400))
+        build_published_iwan_graph(engine, "fruit", PublishedIwanSettings())
+    else:
+        build_iwan_graph(engine, "fruit", IwanSettings())
     with engine.begin() as conn:
         conn.exec_driver_sql("ANALYZE")
     stored = load_iwan(engine, "fruit", with_images=False)
     ranker = SqlImageRanker(engine, stored)
-    statement = ranker._statement(False)
-    compiled = statement.compile(engine)
-    if engine.dialect.name == "sqlite":
-        assert "CROSS JOIN image_words" in str(compiled)
-        reached = json.dumps([[int(w), 1, 1, 1, 1, 1, 1] for w in stored.word_ids[:3]])
-        with engine.connect() as conn:
-            params = compiled.construct_params({"reached": reached, "k": 3})
-            positional = tuple(params[name] for name in compiled.positiontup or ())
-            plan = conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {compiled}", positional).all()
-        details = [row[-1] for row in plan]
-        assert any("SEARCH image_words USING INDEX ix_image_words_word_id" in d for d in details), details
-        assert not any(d.startswith("SCAN image_words") for d in details), details
-    else:
-        assert "CROSS JOIN" not in str(compiled)
+    distances = np.full(len(stored.word_ids), np.inf)
+    distances[:3] = [1.0, 2.0, 3.0]
+    table, index, word = (
+        ("iwan_graph_links", "ix_iwan_graph_links_node_order", "graph_id=? AND node")
+        if published
+        else ("image_words", "ix_image_words_word_order", "word_id")
+    )
+    for exclude in (None, 4):
+        statement = ranker.statement(exclude is not None)
+        plan = _plan(engine, statement.text, ranker.parameters(distances, 3, exclude))
+        if engine.dialect.name == "sqlite":
+            # x: a word's k-th and 2k-th links; l: its first 2k, a range of the index up to the
+            # 2k-th (two ranges: MULTI-INDEX OR), then the links that round alike (by rowid)
+            assert not any(re.match(r"SCAN [lx]\b", line) for line in plan), plan
+            searches = [line for line in plan if re.match(r"SEARCH [lx] ", line)]
+            assert all(
+                f"USING COVERING INDEX {index} ({word}=?" in line
+                or line == "SEARCH l USING INTEGER PRIMARY KEY (rowid=?)"
+                for line in searches
+            ), plan
+            assert len(searches) == 7 and "MULTI-INDEX OR" in plan, plan
+        else:
+            assert not any(re.search(rf"Seq Scan on {table}\b", line) for line in plan), plan
+            assert any(re.search(rf"Index (Only )?Scan using {index} on {table}\b", line) for line in plan), plan

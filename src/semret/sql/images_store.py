@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import Connection, Engine, Table, delete, func, insert, select, update
+from sqlalchemy import Connection, Engine, Table, and_, delete, func, insert, select, update
 
 from semret.errors import SemretError
 from semret.iwan.links import RankedWords
@@ -163,27 +163,45 @@ def store_image_words(engine: Engine, collection: str, ranked: RankedWords) -> M
         if unknown:
             more = f" and {len(unknown) - 10} more" if len(unknown) > 10 else ""
             raise SemretError(f"words not in the loaded norms: {', '.join(unknown[:10])}{more}")
-        rows = []
-        for image, words, strengths in zip(ranked.image_ids, ranked.words, ranked.strengths, strict=True):
-            if len(set(words)) != len(words):
-                raise SemretError(f"image {int(image)} has a word more than once: {words}")
-            for rank, (word, strength) in enumerate(zip(words, strengths, strict=True), start=1):
-                if not 0 < strength <= 1:
-                    raise SemretError(f"image {int(image)}: strength of {word} must be in (0, 1], got {strength}")
-                rows.append((keys[int(image)], rank, word_ids[word], strength))
+        rows = [
+            (owner, keys[image], rank, word_ids[word], strength, image)
+            for image, rank, word, strength in ranked_rows(ranked, "a word", "strength")
+        ]
         emptied = [keys[int(image)] for image, words in zip(ranked.image_ids, ranked.words, strict=True) if not words]
         for start in range(0, len(emptied), 10_000):  # images left without words lose their old ones
-            conn.execute(delete(IMAGE_WORDS).where(IMAGE_WORDS.c.image_key.in_(emptied[start : start + 10_000])))
+            some = emptied[start : start + 10_000]
+            conn.execute(
+                delete(IMAGE_WORDS).where(IMAGE_WORDS.c.collection_id == owner, IMAGE_WORDS.c.image_key.in_(some))
+            )
         return stage_and_merge(
             conn,
             IMAGE_WORDS,
             # the word is part of the key: an image whose words change rank loses its old rows
-            # first, so that no statement sees one word twice for an image (a unique constraint)
-            ("image_key", "rank", "word_id"),
-            ("strength",),
+            # first, so that no statement sees one word twice for an image (a unique constraint);
+            # the collection too, so that every statement of the merge names the collection (on a
+            # store distributed by collection, one shard: docs/scaling.md)
+            ("collection_id", "image_key", "rank", "word_id"),
+            ("strength", "image_id"),  # the image id, copied for the ranking index (revision 0006)
             rows,
-            owned=lambda staging: IMAGE_WORDS.c.image_key.in_(select(staging.c.image_key)),
+            owned=lambda staging: and_(
+                IMAGE_WORDS.c.collection_id == owner, IMAGE_WORDS.c.image_key.in_(select(staging.c.image_key))
+            ),
         )
+
+
+def ranked_rows(ranked: RankedWords, kind: str, value: str) -> list[tuple[int, int, str, float]]:
+    """Each image's words as rows (image id, rank from 1, word, strength), checked: a word given
+    twice for an image, or a ``value`` (strength, probability) outside (0, 1], is an error that
+    names the image; ``kind`` names the words in the messages ("a word", "an ImageNet word")."""
+    rows = []
+    for image, words, strengths in zip(ranked.image_ids, ranked.words, ranked.strengths, strict=True):
+        if len(set(words)) != len(words):
+            raise SemretError(f"image {int(image)} has {kind} more than once: {words}")
+        for rank, (word, strength) in enumerate(zip(words, strengths, strict=True), start=1):
+            if not 0 < strength <= 1:
+                raise SemretError(f"image {int(image)}: {value} of {word} must be in (0, 1], got {strength}")
+            rows.append((int(image), rank, word, strength))
+    return rows
 
 
 #: The longest ImageNet word the store holds (the migration's String length).
@@ -203,25 +221,27 @@ def store_imagenet_words(engine: Engine, collection: str, ranked: RankedWords) -
         if missing:
             raise SemretError(f"{len(missing)} images are not in collection {collection!r}, e.g. {missing[:5]}")
         rows = []
-        for image, words, strengths in zip(ranked.image_ids, ranked.words, ranked.strengths, strict=True):
-            if len(set(words)) != len(words):
-                raise SemretError(f"image {int(image)} has an ImageNet word more than once: {words}")
-            for rank, (word, strength) in enumerate(zip(words, strengths, strict=True), start=1):
-                if not 0 < strength <= 1:
-                    raise SemretError(f"image {int(image)}: probability of {word} must be in (0, 1], got {strength}")
-                if not word.strip() or len(word) > IMAGENET_WORD_LENGTH:
-                    raise SemretError(f"image {int(image)}: ImageNet word {word[:60]!r} is empty or too long")
-                rows.append((keys[int(image)], rank, word, strength))
+        for image, rank, word, probability in ranked_rows(ranked, "an ImageNet word", "probability"):
+            if not word.strip() or len(word) > IMAGENET_WORD_LENGTH:
+                raise SemretError(f"image {image}: ImageNet word {word[:60]!r} is empty or too long")
+            rows.append((owner, keys[image], rank, word, probability, image))
         emptied = [keys[int(image)] for image, words in zip(ranked.image_ids, ranked.words, strict=True) if not words]
         for start in range(0, len(emptied), 10_000):
-            conn.execute(delete(IMAGENET_WORDS).where(IMAGENET_WORDS.c.image_key.in_(emptied[start : start + 10_000])))
-        return stage_and_merge(
+            some = emptied[start : start + 10_000]
+            conn.execute(
+                delete(IMAGENET_WORDS).where(
+                    IMAGENET_WORDS.c.collection_id == owner, IMAGENET_WORDS.c.image_key.in_(some)
+                )
+            )
+        return stage_and_merge(  # keyed and scoped by collection, as store_image_words
             conn,
             IMAGENET_WORDS,
-            ("image_key", "rank"),
-            ("name", "probability"),
+            ("collection_id", "image_key", "rank"),
+            ("name", "probability", "image_id"),
             rows,
-            owned=lambda staging: IMAGENET_WORDS.c.image_key.in_(select(staging.c.image_key)),
+            owned=lambda staging: and_(
+                IMAGENET_WORDS.c.collection_id == owner, IMAGENET_WORDS.c.image_key.in_(select(staging.c.image_key))
+            ),
         )
 
 
@@ -242,10 +262,9 @@ def list_collections(engine: Engine) -> list[CollectionSummary]:
     its images per split."""
     require_current_schema(engine)
     with connect(engine) as conn:
-        with_words = (
-            select(IMAGES.c.collection_id, func.count(IMAGE_WORDS.c.image_key.distinct()).label("n"))
-            .join(IMAGE_WORDS, IMAGE_WORDS.c.image_key == IMAGES.c.id)
-            .group_by(IMAGES.c.collection_id)
+        with_words = (  # grouped by the words' own collection: no join (docs/scaling.md)
+            select(IMAGE_WORDS.c.collection_id, func.count(IMAGE_WORDS.c.image_key.distinct()).label("n"))
+            .group_by(IMAGE_WORDS.c.collection_id)
             .subquery()
         )
         rows = conn.execute(

@@ -6,9 +6,10 @@ graph's settings; the image -> word links are the collection's stored image word
 <= top-IWK. `build_published_iwan_graph` builds the published graph (`semret.iwan.published`) from
 the images' stored ImageNet words, labels and the norms, and snapshots its nodes, edges and links
 (scheme "published"); both load as an `IwanIndex` and rank the same way. `SqlImageRanker` ranks
-images with one SQL query (the word distances passed in as parameters of the query; GROUP BY
-image, ORDER BY distance, image id, LIMIT k), so collections too large for memory can be ranked in
-the database, with the same results as in memory.
+images with one SQL query (the word distances passed in as parameters of the query; each reached
+word's first 2k links by the ranking index, then each image's minimum, ORDER BY distance, image
+id, LIMIT k), so collections too large for memory can be ranked in the database at a cost of words
+reached x k, with the same results as in memory.
 """
 
 from __future__ import annotations
@@ -26,24 +27,15 @@ from sqlalchemy import (
     ColumnElement,
     Connection,
     Engine,
-    Float,
-    FromClause,
-    Integer,
-    Select,
-    String,
     Table,
-    bindparam,
-    cast,
-    column,
+    TextClause,
+    and_,
     delete,
     func,
     insert,
-    literal,
     select,
+    text,
 )
-from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.sql.expression import Join
 
 from semret.errors import SemretError
 from semret.iwan.graph import IwanSettings, WordEdges, select_word_edges
@@ -95,7 +87,7 @@ def build_iwan_graph(engine: Engine, collection: str, settings: IwanSettings) ->
         images, links = conn.execute(
             select(func.count(IMAGE_WORDS.c.image_key.distinct()), func.count())
             .select_from(IMAGE_WORDS)
-            .join(IMAGES, IMAGES.c.id == IMAGE_WORDS.c.image_key)
+            .join(IMAGES, of_image(IMAGE_WORDS))
             .where(IMAGES.c.collection_id == owner, IMAGE_WORDS.c.rank <= settings.top_iwk)
         ).one()
         if not images:
@@ -168,7 +160,7 @@ def build_published_iwan_graph(
         owner = collection_id(conn, collection)
         rows = conn.execute(
             select(IMAGES.c.id, IMAGES.c.image_id, IMAGES.c.label, IMAGENET_WORDS.c.name, IMAGENET_WORDS.c.probability)
-            .join(IMAGENET_WORDS, IMAGENET_WORDS.c.image_key == IMAGES.c.id)
+            .join(IMAGENET_WORDS, of_image(IMAGENET_WORDS))
             .where(IMAGES.c.collection_id == owner)
             .order_by(IMAGES.c.image_id, IMAGENET_WORDS.c.rank)
         ).all()
@@ -229,14 +221,18 @@ def build_published_iwan_graph(
             strict=True,
         )
         bulk_insert(conn, NODE_EDGES, ("graph_id", "source_node", "target_node", "strength"), edge_rows)
+        link_images = graph.link_images.tolist()
         link_rows = zip(
-            [graph_id] * len(graph.link_images),
-            [keys[int(i)] for i in graph.link_images],
+            [graph_id] * len(link_images),
+            [keys[i] for i in link_images],
             graph.link_nodes.tolist(),
             graph.link_strengths.tolist(),
+            [owner] * len(link_images),
+            link_images,
             strict=True,
         )
-        bulk_insert(conn, LINKS, ("graph_id", "image_key", "node", "strength"), link_rows)
+        columns = ("graph_id", "image_key", "node", "strength", "collection_id", "image_id")
+        bulk_insert(conn, LINKS, columns, link_rows)
     return PublishedBuildReport(
         collection,
         settings,
@@ -309,7 +305,7 @@ def load_iwan(engine: Engine, collection: str, with_images: bool = True) -> Stor
         if with_images:
             link_rows = conn.execute(
                 select(IMAGES.c.image_id, IMAGE_WORDS.c.word_id, IMAGE_WORDS.c.strength)
-                .join(IMAGE_WORDS, IMAGE_WORDS.c.image_key == IMAGES.c.id)
+                .join(IMAGE_WORDS, of_image(IMAGE_WORDS))
                 .where(IMAGES.c.collection_id == owner, IMAGE_WORDS.c.rank <= settings.top_iwk)
             ).all()
             labels = dict(
@@ -346,8 +342,8 @@ def _load_published(
     if with_images:
         link_rows = conn.execute(
             select(IMAGES.c.image_id, LINKS.c.node, LINKS.c.strength)
-            .join(LINKS, LINKS.c.image_key == IMAGES.c.id)
-            .where(LINKS.c.graph_id == graph.id)
+            .join(LINKS, of_image(LINKS))
+            .where(IMAGES.c.collection_id == owner, LINKS.c.graph_id == graph.id)
         ).all()
         labels = dict(
             conn.execute(select(IMAGES.c.image_id, IMAGES.c.label).where(IMAGES.c.collection_id == owner)).all()
@@ -360,6 +356,13 @@ def _load_published(
     return StoredIwan(collection, owner, index, node_ids, PUBLISHED, graph.id, graph.label_strength)
 
 
+def of_image(links: Table) -> ColumnElement[bool]:
+    """The join of image words, graph links or ImageNet words to their images, on the image key and the collection
+    (the copy revision 0006 added): a join on the distribution column of a store distributed by
+    collection (docs/scaling.md), which plain PostgreSQL and SQLite answer by the key alone."""
+    return and_(links.c.image_key == IMAGES.c.id, links.c.collection_id == IMAGES.c.collection_id)
+
+
 def image_query(engine: Engine, stored: StoredIwan, image_id: int) -> WeightedWords:
     """The query of a stored image: its top-IWK words and strengths, read from the database (a
     published graph: ALL its ImageNet words that are nodes of the graph, `published_query`)."""
@@ -367,7 +370,7 @@ def image_query(engine: Engine, stored: StoredIwan, image_id: int) -> WeightedWo
         with connect(engine) as conn:
             rows = conn.execute(
                 select(IMAGENET_WORDS.c.name, IMAGENET_WORDS.c.probability)
-                .join(IMAGES, IMAGES.c.id == IMAGENET_WORDS.c.image_key)
+                .join(IMAGES, of_image(IMAGENET_WORDS))
                 .where(IMAGES.c.collection_id == stored.collection_id, IMAGES.c.image_id == image_id)
                 .order_by(IMAGENET_WORDS.c.rank)
             ).all()
@@ -377,7 +380,7 @@ def image_query(engine: Engine, stored: StoredIwan, image_id: int) -> WeightedWo
     with connect(engine) as conn:
         rows = conn.execute(
             select(IMAGE_WORDS.c.word_id, IMAGE_WORDS.c.strength)
-            .join(IMAGES, IMAGES.c.id == IMAGE_WORDS.c.image_key)
+            .join(IMAGES, of_image(IMAGE_WORDS))
             .where(
                 IMAGES.c.collection_id == stored.collection_id,
                 IMAGES.c.image_id == image_id,
@@ -392,15 +395,32 @@ def image_query(engine: Engine, stored: StoredIwan, image_id: int) -> WeightedWo
 
 
 class SqlImageRanker:
-    """Ranks a collection's images in the database from one query's word distances.
+    """Ranks a collection's images in the database from one query's word distances, reading only
+    the best few links of each reached word: the cost grows with the words reached times k, not
+    with the collection.
 
-    One SQL statement on one connection: the finite word distances are parameters of the query
-    (PostgreSQL: two arrays, ``unnest``-ed; SQLite: one JSON array, read with ``json_each``),
-    joined to the image words of rank <= top-IWK, and each image's distance is
-    MIN(word distance + 1 / strength), ordered by distance then image id, LIMIT k. The distances
-    reach the database exactly (SQLite gets each as integers, a mantissa and powers of two, since
-    its text to number conversion may be off in the last bit), and the arithmetic is the fast
-    path's, so the results and their tie order are the same as in memory, on PostgreSQL and SQLite.
+    An image's distance is the minimum over its links of (word distance + 1 / strength), so of a
+    word's links only its k best by (distance, image id) can give a top-k image its distance: an
+    image whose best link is beyond them has k images ahead of it. One statement, on one
+    connection, with the finite word distances as parameters (PostgreSQL: two arrays, ``unnest``-ed;
+    SQLite: one JSON array, read with ``json_each``), takes for each reached word
+
+    - its first 2k links in the order of the ranking index (strength descending, then the user's
+      image id: ``ix_image_words_word_order``, or ``ix_iwan_graph_links_node_order`` for a
+      published graph), within the collection, the graph's links (rank <= top-IWK) and without the
+      excluded image; these hold every link stronger than the k-th and the first k (by id) of those
+      as strong as it, so every tie at the k-th place is settled by id as in memory;
+    - and, from the k-th link, the links weaker than it whose distance rounds to the same value
+      (``d + 1/s`` can equal ``d + 1/s_k`` for a slightly smaller ``s``): a range of strengths just
+      below the k-th's, first k by id, in practice empty;
+
+    then each image's minimum, ordered by distance then image id, LIMIT k. PostgreSQL reads a
+    word's links with ``LATERAL ... LIMIT``; SQLite, which has no LATERAL, finds the k-th and the
+    2k-th link with correlated scalar subqueries and reads the first 2k as index ranges bounded by
+    the 2k-th (strength, image id), from the index alone. The distances reach the database
+    exactly (SQLite gets each as integers, a mantissa and powers of two, since its text to number
+    conversion may be off in the last bit), and the arithmetic is the fast path's, so the results
+    and their tie order are the same as in memory, on PostgreSQL and SQLite.
     """
 
     #: A lower bound of every link weight (strengths are at most 1), for the early stop.
@@ -409,7 +429,6 @@ class SqlImageRanker:
     def __init__(self, engine: Engine, stored: StoredIwan) -> None:
         self.engine = engine
         self.stored = stored
-        self._statements: dict[bool, Select[Any]] = {}
         self._ntotal: int | None = None
 
     def _links(self) -> tuple[Table, Any, ColumnElement[bool]]:
@@ -428,107 +447,157 @@ class SqlImageRanker:
             with connect(self.engine) as conn:
                 self._ntotal = int(
                     conn.execute(
-                        select(func.count(links.c.image_key.distinct()))
-                        .join_from(links, IMAGES, IMAGES.c.id == links.c.image_key)
-                        .where(IMAGES.c.collection_id == self.stored.collection_id, which)
+                        select(func.count(links.c.image_key.distinct())).where(
+                            links.c.collection_id == self.stored.collection_id, which
+                        )
                     ).scalar_one()
                 )
         return self._ntotal
 
-    def __call__(
-        self, word_distances: npt.NDArray[np.float64], k: int, exclude: int | None
-    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
+    def parameters(self, word_distances: npt.NDArray[np.float64], k: int, exclude: int | None) -> dict[str, Any]:
+        """The statement's parameters: the reached words and their distances (exactly), k, the
+        collection or graph, top-IWK and the excluded image."""
         reached = np.flatnonzero(np.isfinite(word_distances))
-        out_distances = np.full(k, np.inf)
-        out_ids = np.full(k, NO_IMAGE, dtype=np.int64)
         word_ids = self.stored.word_ids[reached].tolist()
         distances = word_distances[reached].tolist()
         if self.engine.dialect.name == "postgresql":
-            reached_words: dict[str, object] = {"word_ids": word_ids, "distances": distances}
+            values: dict[str, Any] = {"word_ids": word_ids, "distances": distances}
         else:
             terms = [[word, *_exact_terms(d)] for word, d in zip(word_ids, distances, strict=True)]
-            reached_words = {"reached": json.dumps(terms)}
-        parameters = {**reached_words, "k": k} | ({} if exclude is None else {"exclude": exclude})
+            values = {"reached": json.dumps(terms)}
+        values |= {"k": k, "depth": 2 * k, "collection": self.stored.collection_id}
+        if self.stored.published:
+            values["graph"] = self.stored.graph_id
+        else:
+            values["top_iwk"] = self.stored.index.settings.top_iwk
+        if exclude is not None:
+            values["exclude"] = exclude
+        return values
+
+    def statement(self, excluding: bool) -> TextClause:
+        """The ranking statement for this store's dialect and graph scheme (the same text every
+        time, so the database prepares it once)."""
+        return ranking_statement(self.engine.dialect.name, self.stored.published, excluding)
+
+    def __call__(
+        self, word_distances: npt.NDArray[np.float64], k: int, exclude: int | None
+    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
+        out_distances = np.full(k, np.inf)
+        out_ids = np.full(k, NO_IMAGE, dtype=np.int64)
         with connect(self.engine) as conn:
-            found = conn.execute(self._statement(exclude is not None), parameters).all()
-        for position, (image_id, value) in enumerate(found):
-            out_ids[position], out_distances[position] = image_id, value
+            found = conn.execute(self.statement(exclude is not None), self.parameters(word_distances, k, exclude))
+            for position, (image_id, value) in enumerate(found):
+                out_ids[position], out_distances[position] = image_id, value
         return out_distances, out_ids
 
-    def _reached_words(self) -> FromClause:
-        """The reached words as rows (word_id, distance), from the query's parameters."""
-        if self.engine.dialect.name == "postgresql":
-            return (
-                func.unnest(cast(bindparam("word_ids"), ARRAY(Integer)), cast(bindparam("distances"), ARRAY(Float)))
-                .table_valued(column("word_id", Integer), column("distance", Float), name="reached")
-                .render_derived()
-            )
-        # [[word id, m, u1, u2, v1, v2, v3], ...]: the distance is m * u1 * u2 / v1 / v2 / v3, all
-        # integers (the u and v powers of two), which SQLite reads exactly and scales without rounding.
-        terms = func.json_each(bindparam("reached", type_=String)).table_valued("value", name="terms")
-        part = [func.json_extract(terms.c.value, f"$[{i}]") for i in range(2 + _UP_FACTORS + _DOWN_FACTORS)]
-        distance: ColumnElement[float] = cast(part[1], Float)
-        for factor in part[2 : 2 + _UP_FACTORS]:
-            distance = distance * factor
-        for factor in part[2 + _UP_FACTORS :]:
-            distance = distance / factor
-        return (
-            select(cast(part[0], Integer).label("word_id"), distance.label("distance"))
-            .select_from(terms)
-            .subquery("reached")
-        )
 
-    def _statement(self, excluding: bool) -> Select[Any]:
-        """From the reached words to their links (word_id index), each image's minimum, then the
-        collection's k nearest; the same statement text every time, so it is compiled once."""
-        if excluding in self._statements:
-            return self._statements[excluding]
-        reached = self._reached_words()
-        links, word, which = self._links()
-        one = cast(literal(1.0), Float)
-        best = (
-            select(
-                links.c.image_key,
-                func.min(reached.c.distance + one / links.c.strength).label("distance"),
-            )
-            .select_from(_ReachedFirst(reached, links, word == reached.c.word_id))
-            .where(which)
-            .group_by(links.c.image_key)
-            .subquery("best")
-        )
-        statement = (
-            select(IMAGES.c.image_id, best.c.distance)
-            .join_from(best, IMAGES, IMAGES.c.id == best.c.image_key)
-            .where(IMAGES.c.collection_id == self.stored.collection_id)
-            .order_by(best.c.distance, IMAGES.c.image_id)
-            .limit(bindparam("k", type_=Integer))
-        )
-        if excluding:
-            statement = statement.where(IMAGES.c.image_id != bindparam("exclude", type_=Integer))
-        self._statements[excluding] = statement
-        return statement
+#: The strengths just below the k-th link's that can give the same distance: d + 1/s rounds to
+#: d + 1/s_k only if 1/s - 1/s_k is within a few ulps of d + 1/s_k, i.e. s >= s_k / (1 + (s_k d + 1)
+#: 2**-50 or so); 2**-40 leaves a margin for the rounding of the bound itself.
+_COLLAPSE_MARGIN = "9.094947017729282e-13"  # 2**-40
 
 
-class _ReachedFirst(Join):
-    """A join whose left side (the reached words) is the outer loop. SQLite's planner would scan
-    every image word and read the query's JSON once per row (its statistics cannot see how few
-    words are reached); ``CROSS JOIN`` keeps the order it is written in, so each reached word
-    finds its links by ``ix_image_words_word_id``. Other databases get a plain JOIN."""
-
-    inherit_cache = True
-
-
-@compiles(_ReachedFirst)
-def _plain_join(element: _ReachedFirst, compiler: Any, **kw: Any) -> str:
-    return str(compiler.visit_join(element, **kw))
+def _per_word(published: bool, alias: str, word: str, excluding: bool) -> str:
+    """The condition on a link ``alias`` of the reached word ``word``: its graph's links, and not
+    the excluded image."""
+    if published:
+        which = f"{alias}.node = {word} AND {alias}.graph_id = :graph AND {alias}.collection_id = :collection"
+    else:
+        which = f"{alias}.word_id = {word} AND {alias}.collection_id = :collection AND {alias}.rank <= :top_iwk"
+    return which + (f" AND {alias}.image_id <> :exclude" if excluding else "")
 
 
-@compiles(_ReachedFirst, "sqlite")
-def _cross_join(element: _ReachedFirst, compiler: Any, **kw: Any) -> str:
-    kw["asfrom"] = True
-    left = compiler.process(element.left, **kw)
-    right = compiler.process(element.right, **kw)
-    return f"{left} CROSS JOIN {right} ON {compiler.process(element.onclause, **kw)}"
+def _ranking_order(alias: str) -> str:
+    """The order of the ranking indexes: strongest first, ties by the user's image id."""
+    return f"{alias}.strength DESC, {alias}.image_id"
+
+
+def ranking_statement(dialect: str, published: bool, excluding: bool) -> TextClause:
+    """`SqlImageRanker`'s statement: per reached word its first 2k links in ranking order and the
+    links whose distance rounds to the k-th's, then each image's minimum, the k nearest."""
+    table = "iwan_graph_links" if published else "image_words"
+    if dialect == "postgresql":
+        one = "CAST(1 AS DOUBLE PRECISION)"
+        sql = f"""
+WITH reached AS MATERIALIZED (
+    SELECT u.word_id, u.distance
+    FROM unnest(CAST(:word_ids AS INTEGER[]), CAST(:distances AS DOUBLE PRECISION[])) AS u(word_id, distance)
+), firsts AS MATERIALIZED (
+    SELECT r.word_id, r.distance, f.image_id, f.strength, f.place
+    FROM reached AS r CROSS JOIN LATERAL (
+        SELECT l.image_id, l.strength, row_number() OVER (ORDER BY {_ranking_order("l")}) AS place
+        FROM {table} AS l
+        WHERE {_per_word(published, "l", "r.word_id", excluding)}
+        ORDER BY {_ranking_order("l")}
+        LIMIT :depth
+    ) AS f
+), candidates AS (
+    SELECT f.image_id, f.distance + {one} / f.strength AS distance FROM firsts AS f
+    UNION ALL
+    SELECT c.image_id, f.distance + {one} / c.strength AS distance
+    FROM firsts AS f CROSS JOIN LATERAL (
+        SELECT l.image_id, l.strength
+        FROM {table} AS l
+        WHERE {_per_word(published, "l", "f.word_id", excluding)}
+            AND l.strength < f.strength
+            AND l.strength >= f.strength / (1 + (f.strength * f.distance + 1) * {_COLLAPSE_MARGIN})
+            AND f.distance + {one} / l.strength <= f.distance + {one} / f.strength
+        ORDER BY l.image_id
+        LIMIT :k
+    ) AS c
+    WHERE f.place = :k
+)
+SELECT image_id, min(distance) AS distance FROM candidates
+GROUP BY image_id
+ORDER BY 2, 1
+LIMIT :k"""
+        return text(sql)
+    # [[word id, m, u1, u2, v1, v2, v3], ...]: the distance is m * u1 * u2 / v1 / v2 / v3, all
+    # integers (the u and v powers of two), which SQLite reads exactly and scales without rounding.
+    part = [f"json_extract(t.value, '$[{i}]')" for i in range(2 + _UP_FACTORS + _DOWN_FACTORS)]
+    distance = f"CAST({part[1]} AS REAL)" + "".join(f" * {p}" for p in part[2 : 2 + _UP_FACTORS])
+    distance += "".join(f" / {p}" for p in part[2 + _UP_FACTORS :])
+    # SQLite has no LATERAL: per word, the k-th and the 2k-th link in index order are correlated
+    # scalar subqueries, and the first 2k links a range of the index up to the 2k-th, (strength,
+    # image id) as a cursor: two ranges (stronger; as strong and id up to it), read from the index
+    # alone. The links that round alike below the k-th are a correlated rowid IN (... LIMIT k).
+    word = _per_word(published, "x", "r.word_id", excluding)
+    sql = f"""
+WITH reached AS MATERIALIZED (
+    SELECT CAST({part[0]} AS INTEGER) AS word_id, {distance} AS distance FROM json_each(:reached) AS t
+), bounds AS MATERIALIZED (
+    SELECT r.word_id, r.distance,
+        (SELECT x.strength FROM {table} AS x WHERE {word} ORDER BY {_ranking_order("x")}
+         LIMIT 1 OFFSET :k - 1) AS kth,
+        (SELECT x.strength FROM {table} AS x WHERE {word} ORDER BY {_ranking_order("x")}
+         LIMIT 1 OFFSET :depth - 1) AS last_strength,
+        (SELECT x.image_id FROM {table} AS x WHERE {word} ORDER BY {_ranking_order("x")}
+         LIMIT 1 OFFSET :depth - 1) AS last_id
+    FROM reached AS r
+), candidates AS (
+    SELECT l.image_id, b.distance + 1.0 / l.strength AS distance
+    FROM bounds AS b CROSS JOIN {table} AS l
+    WHERE {_per_word(published, "l", "b.word_id", excluding)}
+        AND (l.strength > coalesce(b.last_strength, -1.0)
+             OR (l.strength = b.last_strength AND l.image_id <= b.last_id))
+    UNION ALL
+    SELECT l.image_id, b.distance + 1.0 / l.strength AS distance
+    FROM bounds AS b CROSS JOIN {table} AS l
+    WHERE b.kth IS NOT NULL AND l.rowid IN (
+        SELECT x.rowid FROM {table} AS x
+        WHERE {_per_word(published, "x", "b.word_id", excluding)}
+            AND x.strength < b.kth
+            AND x.strength >= b.kth / (1 + (b.kth * b.distance + 1) * {_COLLAPSE_MARGIN})
+            AND b.distance + 1.0 / x.strength <= b.distance + 1.0 / b.kth
+        ORDER BY x.image_id
+        LIMIT :k
+    )
+)
+SELECT image_id, min(distance) AS distance FROM candidates
+GROUP BY image_id
+ORDER BY 2, 1
+LIMIT :k"""
+    return text(sql)
 
 
 #: SQLite gets a distance m * 2**shift as m and powers of two of at most 2**62 (its integers are
@@ -572,7 +641,7 @@ def image_links(
     with connect(engine) as conn:
         rows = conn.execute(
             select(IMAGES.c.image_id, word, table.c.strength)
-            .join(table, table.c.image_key == IMAGES.c.id)
+            .join(table, of_image(table))
             .where(IMAGES.c.collection_id == stored.collection_id, IMAGES.c.image_id.in_(wanted), which)
         ).all()
         labels = conn.execute(

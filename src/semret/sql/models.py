@@ -16,6 +16,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    ForeignKeyConstraint,
     Index,
     Integer,
     LargeBinary,
@@ -136,7 +137,11 @@ class Image(Base):
     image file, or ``file#index`` in a dataset file)."""
 
     __tablename__ = "images"
-    __table_args__ = (UniqueConstraint("collection_id", "image_id"),)
+    __table_args__ = (
+        UniqueConstraint("collection_id", "image_id"),
+        # what the links' copies of (collection_id, image_id) are checked against (revision 0006)
+        Index("ix_images_collection_id_image_id_id", "collection_id", "image_id", "id", unique=True),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     collection_id: Mapped[int] = mapped_column(ForeignKey("collections.id", ondelete="CASCADE"))
@@ -148,20 +153,27 @@ class Image(Base):
 
 class ImageWord(Base):
     """One of an image's predicted words (IWAN): its rank among the image's words (1 = most
-    probable) and its strength (the predicted probability of the word's classes)."""
+    probable) and its strength (the predicted probability of the word's classes). The image's
+    collection and image id are copied in (held to the image's by the foreign key), so that
+    ``ix_image_words_word_order`` reads a word's links of one collection best first, ties by image id
+    (the SQL image ranker's order)."""
 
     __tablename__ = "image_words"
     __table_args__ = (
         UniqueConstraint("image_key", "word_id"),
-        Index("ix_image_words_word_id", "word_id"),
+        ForeignKeyConstraint(
+            ["collection_id", "image_id", "image_key"],
+            ["images.collection_id", "images.image_id", "images.id"],
+            ondelete="CASCADE",
+        ),
     )
 
-    image_key: Mapped[int] = mapped_column(
-        BigInteger().with_variant(Integer, "sqlite"), ForeignKey("images.id", ondelete="CASCADE"), primary_key=True
-    )
+    image_key: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     rank: Mapped[int] = mapped_column(Integer, primary_key=True)
     word_id: Mapped[int] = mapped_column(ForeignKey("words.id"))
     strength: Mapped[float] = mapped_column(Float)
+    collection_id: Mapped[int] = mapped_column(Integer)
+    image_id: Mapped[int] = mapped_column(BigInteger)
 
 
 class IwanGraph(Base):
@@ -197,16 +209,24 @@ class IwanWordEdge(Base):
 
 class ImageImagenetWord(Base):
     """One of an image's top-10 ImageNet classes (the published IWAN's words): its rank (1 = most
-    probable), its formatted class name (``GREAT WHITE SHARK``) and its predicted probability."""
+    probable), its formatted class name (``GREAT WHITE SHARK``) and its predicted probability; with
+    its image's collection and image id, as in `ImageWord` (revision 0006)."""
 
     __tablename__ = "image_imagenet_words"
-
-    image_key: Mapped[int] = mapped_column(
-        BigInteger().with_variant(Integer, "sqlite"), ForeignKey("images.id", ondelete="CASCADE"), primary_key=True
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["collection_id", "image_id", "image_key"],
+            ["images.collection_id", "images.image_id", "images.id"],
+            ondelete="CASCADE",
+        ),
     )
+
+    image_key: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     rank: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(128))
     probability: Mapped[float] = mapped_column(Float)
+    collection_id: Mapped[int] = mapped_column(Integer)
+    image_id: Mapped[int] = mapped_column(BigInteger)
 
 
 class IwanGraphNode(Base):
@@ -236,17 +256,43 @@ class IwanNodeEdge(Base):
 
 class IwanGraphLink(Base):
     """An image -> word node link of a published IWAN graph (the image's label or one of its
-    top-IWK ImageNet names), a snapshot that the SQL image ranker reads by node."""
+    top-IWK ImageNet names), a snapshot that the SQL image ranker reads by node, best first, ties by
+    the image id copied in with the collection (as in `ImageWord`)."""
 
     __tablename__ = "iwan_graph_links"
-    __table_args__ = (Index("ix_iwan_graph_links_graph_id_node", "graph_id", "node"),)
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["collection_id", "image_id", "image_key"],
+            ["images.collection_id", "images.image_id", "images.id"],
+            ondelete="CASCADE",
+        ),
+    )
 
     graph_id: Mapped[int] = mapped_column(ForeignKey("iwan_graphs.id", ondelete="CASCADE"), primary_key=True)
-    image_key: Mapped[int] = mapped_column(
-        BigInteger().with_variant(Integer, "sqlite"), ForeignKey("images.id", ondelete="CASCADE"), primary_key=True
-    )
+    image_key: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     node: Mapped[int] = mapped_column(Integer, primary_key=True)
     strength: Mapped[float] = mapped_column(Float)
+    collection_id: Mapped[int] = mapped_column(Integer)
+    image_id: Mapped[int] = mapped_column(BigInteger)
+
+
+# the links of a word (node) best first, ties by image id: the SQL image ranker's order (revision 0006)
+Index(
+    "ix_image_words_word_order",
+    ImageWord.word_id,
+    ImageWord.collection_id,
+    ImageWord.strength.desc(),
+    ImageWord.image_id,
+    ImageWord.rank,
+)
+Index(
+    "ix_iwan_graph_links_node_order",
+    IwanGraphLink.graph_id,
+    IwanGraphLink.node,
+    IwanGraphLink.collection_id,
+    IwanGraphLink.strength.desc(),
+    IwanGraphLink.image_id,
+)
 
 
 class HashModel(Base):
