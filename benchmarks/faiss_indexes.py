@@ -129,7 +129,12 @@ def exact_part(db: npt.NDArray[np.float32], queries: npt.NDArray[np.float32], re
 
 
 def ivf_part(
-    db: npt.NDArray[np.float32], queries: npt.NDArray[np.float32], truth: Any, nlist: int, probes: list[int], repeat: int
+    db: npt.NDArray[np.float32],
+    queries: npt.NDArray[np.float32],
+    truth: Any,
+    nlist: int,
+    probes: list[int],
+    repeat: int,
 ) -> list[Row]:
     d = db.shape[1]
     start = time.perf_counter()
@@ -140,6 +145,7 @@ def ivf_part(
     start = time.perf_counter()
     raw = faiss.IndexIVFFlat(faiss.IndexFlatL2(d), d, nlist, faiss.METRIC_INNER_PRODUCT)
     raw.cp.seed = 0
+    raw.cp.niter = 20  # semret's k-means iterations (faiss' IVF default is 10)
     raw.train(db)
     raw.add(db)
     raw_build = time.perf_counter() - start
@@ -264,6 +270,7 @@ if kind == "semret":
     index.add(np.arange(len(db)), db)
 else:
     index = faiss.IndexIVFFlat(faiss.IndexFlatL2(db.shape[1]), db.shape[1], nlist, faiss.METRIC_INNER_PRODUCT)
+    index.cp.niter = 20
     index.train(db)
     index.add(db)
 seconds = time.perf_counter() - start
@@ -324,6 +331,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=1_000_000, help="database size of exact, IVF, HNSW, memory")
     parser.add_argument("--lsh-n", type=int, default=100_000, help="database size of the LSH part")
+    parser.add_argument("--hnsw-n", type=int, default=None, help="database size of the HNSW part (default: --n)")
     parser.add_argument("--d", type=int, default=128)
     parser.add_argument("--queries", type=int, default=2_000)
     parser.add_argument("--exact-queries", type=int, default=500)
@@ -352,7 +360,23 @@ def main() -> None:
         rows += ivf_part(data.vectors, data.queries, truth, 1000, [1, 2, 4, 8], args.repeat)
     if "hnsw" in parts:
         log("hnsw")
-        rows += hnsw_part(data.vectors, data.queries, truth, 32, [16, 32, 64, 128], args.repeat, not args.no_hnswlib)
+        if args.hnsw_n is None or args.hnsw_n == args.n:
+            rows += hnsw_part(
+                data.vectors, data.queries, truth, 32, [16, 32, 64, 128], args.repeat, not args.no_hnswlib
+            )
+        else:
+            part = make_data(args.hnsw_n, args.d, args.queries, seed=0)
+            part_truth = make_index("exact", args.d)
+            part_truth.add(np.arange(args.hnsw_n), part.vectors)
+            rows += hnsw_part(
+                part.vectors,
+                part.queries,
+                part_truth.search(part.queries, K)[1],
+                32,
+                [16, 32, 64, 128],
+                args.repeat,
+                not args.no_hnswlib,
+            )
     if "lsh" in parts:
         log("lsh")
         small = make_data(args.lsh_n, args.d, args.queries, seed=0)

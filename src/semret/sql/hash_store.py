@@ -1,11 +1,14 @@
 """Semantic hash models and their per-image embeddings and codes in the store.
 
 Plain values in and out (a model's size and parameters, arrays of ids, embeddings and codes).
-Writes are bulk, transactional and idempotent (staged merges). `hamming_searcher` is the one
-place that chooses where a stored collection's codes are searched: inside PostgreSQL with
-``bit_count`` over the codes (`SqlHammingSearcher`, for codes of at most 64 bits, kept as BIGINT),
-else (SQLite has no such function) in memory on the stored codes (`HammingIndex`), with the same
-results and tie order (by image id), behind semret's one search contract.
+Writes are bulk, transactional and idempotent (staged merges); where PostgreSQL has pgvector
+(migration 0007) they fill its copy of the hashes too (`semret.sql.pgvector_store`).
+`hamming_searcher` is the one place that chooses where a stored collection's codes are searched:
+inside PostgreSQL with pgvector (`PgvectorHashSearcher`, an exact scan of ``bit(n)`` codes, any
+length), else with ``bit_count`` over the codes (`SqlHammingSearcher`, for codes of at most 64
+bits, kept as BIGINT), else (SQLite has no such function) in memory on the stored codes
+(`HammingIndex`), with the same results and tie order (by image id), behind semret's one search
+contract. `hash_searcher` does the same for the Hamming shortlist + cosine re-rank.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from semret.sql.images_store import (
 )
 from semret.sql.migrations import require_current_schema
 from semret.sql.models import HashModel, ImageHash
+from semret.sql.pgvector_store import pgvector_state, store_vectors
 
 MODELS: Table = HashModel.__table__  # type: ignore[assignment]
 HASHES: Table = ImageHash.__table__  # type: ignore[assignment]
@@ -124,7 +128,11 @@ def store_hashes(
             )
             for i, image in enumerate(ids)
         )
-        return stage_and_merge(conn, HASHES, ("model_id", "image_key"), ("code", "code_int", "embedding"), rows)
+        counts = stage_and_merge(conn, HASHES, ("model_id", "image_key"), ("code", "code_int", "embedding"), rows)
+        if conn.dialect.name == "postgresql" and pgvector_state(conn).enabled:
+            pairs = ((keys[int(image)], int(image)) for image in ids)
+            store_vectors(conn, model.id, model.n_bits, owner, pairs, np.asarray(codes), embeddings)
+        return counts
 
 
 @dataclass
@@ -221,13 +229,47 @@ class SqlHammingSearcher(SearcherBase):
         return scores, ids
 
 
-def hamming_searcher(engine: Engine, model: StoredModel, collection: str) -> SearcherBase:
-    """The Hamming searcher of a stored collection: in PostgreSQL where it can run there
-    (`SqlHammingSearcher`), else a `HammingIndex` over the stored codes read once. Both follow the
-    search contract and give the same results; ``backend`` says which one it is."""
-    if engine.dialect.name == "postgresql" and model.n_bits <= MAX_SQL_BITS:
-        return SqlHammingSearcher(engine, model, collection)
+def hamming_searcher(engine: Engine, model: StoredModel, collection: str, scan: str = "exact") -> SearcherBase:
+    """The Hamming searcher of a stored collection: in PostgreSQL with pgvector where it has it
+    (`PgvectorHashSearcher` in mode "hamming", ``scan`` "exact" by default: the same results as in
+    memory; "approximate": its HNSW index), else with bit_count where the codes fit
+    (`SqlHammingSearcher`), else a `HammingIndex` over the stored codes read once. All follow the
+    search contract; ``backend`` says where it runs."""
+    from semret.sql.pgvector_search import PgvectorHashSearcher  # it imports StoredModel from here
+
+    if engine.dialect.name == "postgresql":
+        with connect(engine) as conn:
+            enabled = pgvector_state(conn).enabled
+        if enabled:
+            return PgvectorHashSearcher(engine, model, collection, mode="hamming", scan=scan)
+        if model.n_bits <= MAX_SQL_BITS:
+            return SqlHammingSearcher(engine, model, collection)
     stored = load_hashes(engine, model, collection)
     index = HammingIndex(model.n_bits)
     index.add(stored.image_ids, stored.codes)
+    return index
+
+
+def hash_searcher(
+    engine: Engine,
+    model: StoredModel,
+    collection: str,
+    shortlist: int | None = None,
+    scan: str = "approximate",
+) -> SearcherBase:
+    """The Hamming shortlist + cosine re-rank searcher of a stored collection (queries are
+    `HashQueries`): inside PostgreSQL with pgvector where it has it (`PgvectorHashSearcher`,
+    ``scan`` "approximate" by default: its HNSW index; "exact": the in-memory results), else a
+    `SemanticHashIndex` in mode "rerank" over the stored hashes read once."""
+    from semret.hashing.retrieval import SemanticHashIndex
+    from semret.sql.pgvector_search import PgvectorHashSearcher
+
+    if engine.dialect.name == "postgresql":
+        with connect(engine) as conn:
+            enabled = pgvector_state(conn).enabled
+        if enabled:
+            return PgvectorHashSearcher(engine, model, collection, mode="rerank", scan=scan, shortlist=shortlist)
+    stored = load_hashes(engine, model, collection)
+    index = SemanticHashIndex(model.n_bits, model.embedding_dim, "rerank", shortlist)
+    index.add(stored.image_ids, stored.embeddings, stored.codes)
     return index
