@@ -74,6 +74,8 @@ def test_encode_and_query_in_every_mode(database_url: str, features_file: Path, 
     assert [r["score"] for r in exact] == sorted((r["score"] for r in exact), reverse=True)
     hamming, in_db = query("--mode", "hamming", "-k", "7"), query("--mode", "hamming", "-k", "7", "--in-db")
     assert hamming == in_db
+    # an approximate Hamming shortlist that probes every list is the exact one
+    assert query("--mode", "hamming", "-k", "7", "--hamming", "ivf:nlist=4,nprobe=4") == hamming
     # Hamming distances are shown as such: whole numbers, the score their negation
     assert all(r["hamming_distance"] == -r["score"] and r["hamming_distance"] >= 0 for r in hamming)
     shown = ok("query", "hash", "--collection", "shop", "--model", "fm", "--image-id", "1000", "--mode", "hamming",
@@ -126,6 +128,8 @@ def test_hash_errors_are_clear(sqlite_url: str, features_file: Path, model_file:
     assert result.exit_code == 1 and "use it with --mode hamming" in result.stderr
     result = semret(*base, "--image-id", "1000", "--mode", "fast")
     assert result.exit_code == 1 and "unknown retrieval mode 'fast'" in result.stderr
+    result = semret(*base, "--image-id", "1000", "--hamming", "lsh")
+    assert result.exit_code == 1 and "unknown Hamming index kind 'lsh'" in result.stderr
     for shortlist in ("0", "-5"):  # named as the shortlist, not as a derived k
         result = semret(*base, "--image-id", "1000", "--shortlist", shortlist)
         assert result.exit_code == 1 and f"shortlist must be at least 1, got {shortlist}" in result.stderr

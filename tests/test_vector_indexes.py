@@ -531,3 +531,13 @@ def test_corrupt_files(small: Any, tmp_path: Path) -> None:
     bad = rewrite(tmp_path / "km.npz", tmp_path / "bad_km2.npz", state_centroids=np.ones((6, DIM + 1)))
     with pytest.raises(SemretError, match="corrupt kmeans index file"):
         load_index(bad)
+
+
+def test_kmeans_queries_whose_probed_lists_are_empty(small: Any) -> None:
+    """A batch in which no query finds a candidate (its clusters hold nothing) gives padding."""
+    _, vectors, _ = small
+    index = KMeansIndex(DIM, n_clusters=10, n_probe=1, seed=0).fit(vectors)
+    index.add([7], vectors[:1])
+    scores, found = index.search(-vectors[:1], 1)  # the far side: another, empty cluster
+    assert found.tolist() == [[-1]] and scores.tolist() == [[-np.inf]]
+    assert index.last_candidates.tolist() == [0]

@@ -80,14 +80,17 @@ def status(data_dir: Path | str | None = None) -> ServerState | None:
         return None
     if len(lines) < 8 or lines[7].strip() != "ready" or not lines[4].strip():
         return None
-    pid = int(lines[0])
+    try:
+        pid, port = int(lines[0]), int(lines[3])
+    except ValueError:  # half-written or not PostgreSQL's: no server to talk to
+        return None
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return None
     except PermissionError:  # alive, run by another user (as root, pgserver's own user)
         pass
-    return ServerState(folder, pid, Path(lines[4].strip()), int(lines[3]))
+    return ServerState(folder, pid, Path(lines[4].strip()), port)
 
 
 def start(data_dir: Path | str | None = None, database: str = DATABASE, upgrade: bool = True) -> ServerState:

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import Engine
 
+from semret.core.hamming import HammingIndex
 from semret.core.search import SearcherBase
 from semret.core.validation import check_choice
 from semret.errors import SemretError
@@ -92,6 +93,7 @@ def query_hash(
     shortlist: int | None = None,
     in_db: bool = False,
     scan: str | None = None,
+    hamming: str = "flat",
 ) -> HashAnswer:
     """The k images nearest to a stored image by semantic hashing: exact cosine, Hamming, or
     Hamming shortlist then cosine re-rank (the published default).
@@ -99,9 +101,13 @@ def query_hash(
     With ``in_db``, mode "hamming" searches inside the database where it can (PostgreSQL with
     pgvector, else bit_count; else in memory over the stored codes), and mode "rerank" inside
     PostgreSQL with pgvector (an error elsewhere); on pgvector ``scan`` is "exact" or
-    "approximate" (default: exact for "hamming", approximate for "rerank"). ``search`` in the
-    answer says where it ran."""
+    "approximate" (default: exact for "hamming", approximate for "rerank"). In memory, ``hamming``
+    is the Hamming index's spec (`semret.core.hamming.HammingIndex.from_spec`: "flat", exact, or
+    "ivf:nprobe=16", "multihash:nflip=2", approximate). ``search`` in the answer says where it ran."""
     stored_model = model_by_name(engine, model)
+    HammingIndex.from_spec(hamming, stored_model.n_bits)  # a bad spec fails before the codes are read
+    if in_db and hamming != "flat":
+        raise SemretError("--hamming chooses the in-memory Hamming index: leave it out with --in-db")
     if in_db and mode not in ("hamming", "rerank"):
         raise SemretError("--in-db searches the codes: use it with --mode hamming or --mode rerank")
     if scan is not None:
@@ -127,7 +133,13 @@ def query_hash(
         searcher = hash_searcher(engine, stored_model, collection, shortlist, scan=scan or "approximate")
     else:
         # the shortlist counts the results asked for: the left-out query image gets a place of its own
-        searcher = SemanticHashIndex(stored_model.n_bits, stored_model.embedding_dim, mode, shortlist)  # type: ignore[arg-type]
+        searcher = SemanticHashIndex(
+            stored_model.n_bits,
+            stored_model.embedding_dim,
+            mode,  # type: ignore[arg-type]
+            shortlist,
+            hamming=hamming,
+        )
         searcher.add(stored.image_ids, stored.embeddings, stored.codes)
     found_scores, found_ids = searcher.search(query, k, exclude_ids=[image_id])
     scores, ids = found_scores[0].astype(np.float64), found_ids[0]

@@ -102,12 +102,21 @@ def query_hash(
             show_default=False,
         ),
     ] = None,
+    hamming: Annotated[
+        str,
+        typer.Option(
+            "--hamming",
+            metavar="SPEC",
+            help="The in-memory Hamming index: flat (exact), or approximate ivf:nlist=..,nprobe=.. or "
+            "multihash:nhash=..,b=..,nflip=.. (an approximate shortlist may hold fewer than m codes).",
+        ),
+    ] = "flat",
     as_json: JsonOption = False,
     db: DbOption = None,
 ) -> None:
     """The k images nearest to a stored image by semantic hashing: exact cosine, Hamming, or
     Hamming shortlist then cosine re-rank (the published default)."""
-    answer = find_by_hash(engine_for(ctx, db), collection, model, image_id, mode, k, shortlist, in_db, scan)
+    answer = find_by_hash(engine_for(ctx, db), collection, model, image_id, mode, k, shortlist, in_db, scan, hamming)
     results = answer.results
     if as_json:
         print(
@@ -123,15 +132,15 @@ def query_hash(
             )
         )
         return
-    hamming = mode == "hamming"
+    by_distance = mode == "hamming"
     table = Table(
         title=f"{mode}: the {k} images nearest to image {image_id} in {collection} (model {model})",
         caption=f"searched in {answer.search}",
     )
-    for column in ("rank", "image id", "label", "Hamming distance" if hamming else "cosine"):
+    for column in ("rank", "image id", "label", "Hamming distance" if by_distance else "cosine"):
         table.add_column(column, justify="left" if column == "label" else "right")
     for row in results:
-        shown = str(row["hamming_distance"]) if hamming else f"{row['score']:.4f}"
+        shown = str(row["hamming_distance"]) if by_distance else f"{row['score']:.4f}"
         table.add_row(str(row["rank"]), str(row["image_id"]), str(row["label"] or ""), shown)
     console.print(table)
 

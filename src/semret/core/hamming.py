@@ -229,7 +229,8 @@ class HammingIndex(SearcherBase):
             self._flat.add(np.ascontiguousarray(stored))
         self._ids = merged
         if self._engine is not None and len(new_ids):
-            self._engine.add(new_ids, padded)
+            with faiss_threads(self.n_threads):
+                self._engine.add(new_ids, padded)
 
     def codes(self) -> npt.NDArray[np.uint8]:
         """The packed codes, in the order of `ids`."""

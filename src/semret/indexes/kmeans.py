@@ -170,13 +170,17 @@ class KMeansIndex(VectorIndex):
         ivf.nprobe = self.n_probe
         scores = np.empty((len(queries), k), dtype=np.float32)
         locations = np.empty((len(queries), k), dtype=np.int64)
-        # The C++ call (the Python wrapper has no store_pairs): results as list locations.
+        # The C++ call (the Python wrapper has no store_pairs): results as list locations. The
+        # arrays are bound to names first, so that none is freed while faiss reads it.
+        points = np.ascontiguousarray(queries, dtype=np.float32)
+        lists = np.ascontiguousarray(clusters, dtype=np.int64)
+        coarse = np.ascontiguousarray(distances, dtype=np.float32)
         ivf.search_preassigned_c(
-            len(queries),
-            faiss.swig_ptr(np.ascontiguousarray(queries, dtype=np.float32)),
+            len(points),
+            faiss.swig_ptr(points),
             k,
-            faiss.swig_ptr(np.ascontiguousarray(clusters, dtype=np.int64)),
-            faiss.swig_ptr(np.ascontiguousarray(distances, dtype=np.float32)),
+            faiss.swig_ptr(lists),
+            faiss.swig_ptr(coarse),
             faiss.swig_ptr(scores),
             faiss.swig_ptr(locations),
             True,
@@ -334,7 +338,7 @@ class IvfStore(VectorStore):
         sorted_locations = flat[order]
         lists = sorted_locations >> 32
         offsets = sorted_locations & 0xFFFFFFFF
-        bounds = np.concatenate([[0], np.flatnonzero(np.diff(lists)) + 1, [len(order)]])
+        bounds = np.concatenate([[0], np.flatnonzero(np.diff(lists)) + 1, [len(order)]]) if len(order) else np.zeros(1)
         found = np.empty(len(order), dtype=np.int64)
         rows = np.empty((len(order), self.dim), dtype=np.float32) if with_vectors else None
         views = self.lists()

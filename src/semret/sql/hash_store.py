@@ -8,7 +8,9 @@ inside PostgreSQL with pgvector (`PgvectorHashSearcher`, an exact scan of ``bit(
 length), else with ``bit_count`` over the codes (`SqlHammingSearcher`, for codes of at most 64
 bits, kept as BIGINT), else (SQLite has no such function) in memory on the stored codes
 (`HammingIndex`), with the same results and tie order (by image id), behind semret's one search
-contract. `hash_searcher` does the same for the Hamming shortlist + cosine re-rank.
+contract. `hash_searcher` does the same for the Hamming shortlist + cosine re-rank; on pgvector
+its default scan is the approximate one (HNSW: recall below 1, measured in docs/benchmarks.md),
+its exact scan gives the in-memory results.
 """
 
 from __future__ import annotations

@@ -80,6 +80,20 @@ HNSW_M = 8
 HNSW_EF_CONSTRUCTION = 64
 
 
+#: The oldest pgvector semret uses: HNSW on bit vectors (``bit_hamming_ops``) came in 0.7, the
+#: iterative index scans the approximate search sets (``hnsw.iterative_scan``) in 0.8.
+MIN_VERSION = (0, 8)
+
+
+def too_old(version: str) -> bool:
+    """Whether a pgvector ``extversion`` is older than `MIN_VERSION`."""
+    parts = []
+    for part in version.split(".")[:2]:
+        digits = "".join(ch for ch in part if ch.isdigit())
+        parts.append(int(digits) if digits else 0)
+    return tuple(parts) < MIN_VERSION
+
+
 @dataclass(frozen=True)
 class Pgvector:
     """Whether a database searches hashes with pgvector: ``version`` of the extension when its
@@ -102,8 +116,15 @@ def pgvector_state(conn: Connection) -> Pgvector:
         available = conn.execute(text("SELECT 1 FROM pg_available_extensions WHERE name = 'vector'")).scalar()
         why = "its extension is not created" if available else "the server has no vector extension"
         return Pgvector(None, f"no pgvector: {why}")
+    if too_old(str(version)):
+        wanted = ".".join(map(str, MIN_VERSION))
+        return Pgvector(None, f"pgvector {version} is older than {wanted}, which semret needs")
     if conn.execute(text("SELECT to_regclass(:name)"), {"name": TABLE_NAME}).scalar() is None:
-        return Pgvector(None, f"pgvector {version} is there, but not the table {TABLE_NAME} (`semret db upgrade`)")
+        return Pgvector(
+            None,
+            f"pgvector {version} is there, but not the table {TABLE_NAME} (it came after migration 0007: "
+            "`semret db downgrade 0006` then `semret db upgrade` makes it)",
+        )
     return Pgvector(str(version), f"pgvector {version}")
 
 
@@ -139,6 +160,9 @@ def create_extension(conn: Connection) -> str | None:
             conn.execute(text("CREATE EXTENSION IF NOT EXISTS vector"))
     except DBAPIError as exc:
         return f"CREATE EXTENSION vector failed ({str(exc.orig).strip().splitlines()[0]})"
+    version = str(conn.execute(text("SELECT extversion FROM pg_extension WHERE extname = 'vector'")).scalar())
+    if too_old(version):
+        return f"pgvector {version} is older than {'.'.join(map(str, MIN_VERSION))}, which semret needs"
     return None
 
 
@@ -153,24 +177,32 @@ def drop_table(conn: Connection) -> None:
     conn.execute(text(f"DROP TABLE IF EXISTS {TABLE_NAME}"))
 
 
-def fill_from_hashes(conn: Connection) -> None:
-    """Copy every stored hash into the table (model by model), then index each (model, collection)."""
+def fill_from_hashes(conn: Connection, batch: int = 50_000) -> None:
+    """Copy every stored hash into the table (model by model, ``batch`` rows at a time by image
+    key, so that a large store is not read into memory at once), then index each (model,
+    collection)."""
     models = conn.execute(text("SELECT id, n_bits, embedding_dim FROM hash_models ORDER BY id")).all()
     for model_id, n_bits, dim in models:
-        rows = conn.execute(
-            text(
-                "SELECT h.image_key, i.collection_id, i.image_id, h.code, h.embedding FROM image_hashes h "
-                "JOIN images i ON i.id = h.image_key WHERE h.model_id = :model ORDER BY h.image_key"
-            ),
-            {"model": model_id},
-        ).all()
-        if not rows:
-            continue
-        codes = np.frombuffer(b"".join(r[3] for r in rows), dtype=np.uint8).reshape(len(rows), -1)
-        embeddings = np.frombuffer(b"".join(r[4] for r in rows), dtype=np.float32).reshape(len(rows), dim)
-        keys = [(int(r[0]), int(r[1]), int(r[2])) for r in rows]
-        stage_and_merge(conn, TABLE, *_columns(), _rows(model_id, keys, codes, embeddings, n_bits))
-        for collection in sorted({key[1] for key in keys}):
+        collections: set[int] = set()
+        after = -1
+        while True:
+            rows = conn.execute(
+                text(
+                    "SELECT h.image_key, i.collection_id, i.image_id, h.code, h.embedding FROM image_hashes h "
+                    "JOIN images i ON i.id = h.image_key WHERE h.model_id = :model AND h.image_key > :after "
+                    "ORDER BY h.image_key LIMIT :batch"
+                ),
+                {"model": model_id, "after": after, "batch": batch},
+            ).all()
+            if not rows:
+                break
+            codes = np.frombuffer(b"".join(r[3] for r in rows), dtype=np.uint8).reshape(len(rows), -1)
+            embeddings = np.frombuffer(b"".join(r[4] for r in rows), dtype=np.float32).reshape(len(rows), dim)
+            keys = [(int(r[0]), int(r[1]), int(r[2])) for r in rows]
+            stage_and_merge(conn, TABLE, *_columns(), _rows(model_id, keys, codes, embeddings, n_bits))
+            collections |= {key[1] for key in keys}
+            after = keys[-1][0]
+        for collection in sorted(collections):
             ensure_index(conn, model_id, collection, n_bits)
 
 
