@@ -16,7 +16,7 @@ float32; queries drawn from the same distribution), k = 10, batched queries:
   ``lsh`` (the seeds' scheme) at settings of the issue's sweep;
 - build peak memory, 1M x 128: semret ``kmeans`` (fit + add) vs faiss ``IndexIVFFlat`` (train +
   add), each in a fresh process that first loads the same vectors from a .npy file: peak RSS
-  (``ru_maxrss``) of the whole process and above the loaded data.
+  (``VmHWM`` of /proc/self/status) of the whole process and above the loaded data.
 
 Timing: ``time.perf_counter`` around one batched search; per configuration the engines alternate
 (semret, peer, semret, peer...) ``--repeat`` times and the median is kept, so that a load change on
@@ -255,14 +255,18 @@ def lsh_part(
 
 
 MEMORY_CHILD = """
-import json, resource, sys, time
+import json, sys, time
 import numpy as np
 import faiss
+def high_water_kib():  # this process's peak resident set (VmHWM: not inherited across fork + exec)
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
 kind, path, nlist = sys.argv[1], sys.argv[2], int(sys.argv[3])
 if kind == "semret":
     from semret.indexes import make_index
 db = np.load(path)
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+base = high_water_kib()
 start = time.perf_counter()
 if kind == "semret":
     index = make_index("kmeans", db.shape[1], n_clusters=nlist, seed=0)
@@ -274,7 +278,7 @@ else:
     index.train(db)
     index.add(db)
 seconds = time.perf_counter() - start
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+peak = high_water_kib()
 print(json.dumps({"base_mib": base / 1024, "peak_mib": peak / 1024, "seconds": seconds}))
 """
 

@@ -10,10 +10,10 @@ vectors of its ``n_probe`` nearest clusters only, ranked by cosine in the ORIGIN
 The engine is faiss' own ``IndexIVFFlat`` (inner product) over the unit vectors, with
 a coarse quantizer that holds the learned centroids (``IndexFlatL2``, behind the PCA as a
 ``LinearTransform`` in an ``IndexPreTransform`` when PCA is on); the inverted lists are the only
-copy of the vectors (`IvfStore`: the re-ranker gathers from them through faiss' direct map). Each
-query's probed lists are scanned by faiss (``search_preassigned``, after one quantizer search
-that also counts the candidates), and `VectorIndex`'s refinement turns faiss' float32 top k +
-margin into the exact top k of the probed lists by semret's defined similarity, ties by id.
+copy of the vectors (`IvfStore`: the re-ranker reads them from numpy views of the lists). Each
+query's probed lists are scanned by faiss' own ``search`` (a separate quantizer search counts the
+candidates), and `VectorIndex`'s refinement turns faiss' float32 top k + margin into the exact
+top k of the probed lists by semret's defined similarity, ties by id.
 
 Optional PCA (``pca_components``) before clustering: clustering and the query-to-centroid step
 then run in the reduced space; the published work found about 50 components kept precision. It
@@ -165,26 +165,14 @@ class KMeansIndex(VectorIndex):
     def _engine_search(self, queries: npt.NDArray[np.float32], k: int) -> Proposals:
         store = self.store
         assert isinstance(store, IvfStore) and store.index is not None and store.quantizer is not None
-        distances, clusters = store.quantizer.search(queries, self.n_probe)
+        _, clusters = store.quantizer.search(queries, self.n_probe)
         ivf: Any = store.index
         ivf.nprobe = self.n_probe
-        scores = np.empty((len(queries), k), dtype=np.float32)
-        locations = np.empty((len(queries), k), dtype=np.int64)
-        # The C++ call (the Python wrapper has no store_pairs): results as list locations. The
-        # arrays are bound to names first, so that none is freed while faiss reads it.
-        points = np.ascontiguousarray(queries, dtype=np.float32)
-        lists = np.ascontiguousarray(clusters, dtype=np.int64)
-        coarse = np.ascontiguousarray(distances, dtype=np.float32)
-        ivf.search_preassigned_c(
-            len(points),
-            faiss.swig_ptr(points),
-            k,
-            faiss.swig_ptr(lists),
-            faiss.swig_ptr(coarse),
-            faiss.swig_ptr(scores),
-            faiss.swig_ptr(locations),
-            True,
-        )
+        # faiss' own search (its numbers: the order of adding), which runs about twice as fast as
+        # its search_preassigned on the quantizer's answer above (measured: docs/benchmarks.md);
+        # that answer only counts the candidates.
+        scores, numbers = ivf.search(queries, k)
+        locations = np.where(numbers >= 0, store.number_locations()[np.maximum(numbers, 0)], NO_ID)
         positions, vectors = store.at_locations(locations, with_vectors=True)
         assert vectors is not None
         scanned = store.list_sizes()[clusters].sum(axis=1)
@@ -256,9 +244,10 @@ class IvfStore(VectorStore):
     ``IndexIVFFlat``; empty until `reset` gives it a quantizer.
 
     faiss numbers the vectors in the order they were added (`Slots` maps that number to the
-    store's position). Searches ask faiss for each result's location in the lists (``store_pairs``:
-    list number and offset), and vectors are read straight from numpy views of the lists' memory,
-    a list at a time, instead of through faiss' per-vector reconstruction."""
+    store's position); each number's location in the lists (list number and offset, as faiss'
+    store_pairs gives it) is found once after an add, and vectors are read straight from numpy
+    views of the lists' memory, a list at a time, instead of through faiss' per-vector
+    reconstruction."""
 
     takes_blocks = True
 
@@ -269,6 +258,8 @@ class IvfStore(VectorStore):
         self.slots = Slots()
         self._views: list[tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]] | None = None
         self._locations: npt.NDArray[np.int64] | None = None
+        self._number_locations: npt.NDArray[np.int64] | None = None
+        self._sizes: npt.NDArray[np.int64] | None = None
 
     def reset(self, quantizer: faiss.Index, n_lists: int) -> None:
         """Start empty inverted lists over the quantizer's ``n_lists`` centroids."""
@@ -282,6 +273,8 @@ class IvfStore(VectorStore):
     def _changed(self) -> None:
         self._views = None
         self._locations = None
+        self._number_locations = None
+        self._sizes = None
 
     def add(self, ids: npt.ArrayLike, unit: npt.NDArray[np.float32]) -> Added:
         if self.index is None:
@@ -316,14 +309,24 @@ class IvfStore(VectorStore):
 
     def list_sizes(self) -> npt.NDArray[np.int64]:
         """The number of vectors in each inverted list."""
-        return np.array([len(numbers) for _, numbers in self.lists()], dtype=np.int64)
+        if self._sizes is None:
+            self._sizes = np.array([len(numbers) for _, numbers in self.lists()], dtype=np.int64)
+        return self._sizes
 
-    def locations(self) -> npt.NDArray[np.int64]:
-        """Each position's location in the lists: list number << 32 | offset (faiss' store_pairs)."""
-        if self._locations is None:
+    def number_locations(self) -> npt.NDArray[np.int64]:
+        """Each faiss number's location in the lists: list number << 32 | offset."""
+        if self._number_locations is None:
             where = np.empty(self.ntotal, dtype=np.int64)
             for number, (_, numbers) in enumerate(self.lists()):
-                where[self.slots.positions[numbers]] = (number << 32) | np.arange(len(numbers), dtype=np.int64)
+                where[numbers] = (number << 32) | np.arange(len(numbers), dtype=np.int64)
+            self._number_locations = where
+        return self._number_locations
+
+    def locations(self) -> npt.NDArray[np.int64]:
+        """Each position's location in the lists (see `number_locations`)."""
+        if self._locations is None:
+            where = np.empty(self.ntotal, dtype=np.int64)
+            where[self.slots.positions] = self.number_locations()
             self._locations = where
         return self._locations
 
