@@ -24,6 +24,8 @@ candidates per query the same way, e.g. a Hamming shortlist (`semret.hashing.ret
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import numpy.typing as npt
 
@@ -31,7 +33,7 @@ from semret.core.search import MISSING_SCORE, NO_ID, SearcherBase
 from semret.core.validation import check_dim, check_ids, check_k, merge_sorted_ids
 from semret.errors import SemretError
 
-__all__ = ["CosineIndex", "check_directions", "normalise"]
+__all__ = ["CosineIndex", "check_directions", "normalise", "pair_similarities"]
 
 #: Similarity of a padding result.
 MISSING_SIMILARITY = MISSING_SCORE
@@ -71,6 +73,27 @@ def check_directions(vectors: npt.NDArray[np.generic], what: str = "vectors") ->
     step = max(1, _EXACT_AREA // max(1, vectors.shape[1]))
     for start in range(0, len(vectors), step):
         normalise(vectors[start : start + step], vectors.shape[1], what)
+
+
+def pair_similarities(
+    unit_queries: npt.NDArray[np.float32],
+    rows: npt.NDArray[np.int64],
+    n_pairs: int,
+    vectors_of: Callable[[int, int], npt.NDArray[np.float32]],
+) -> npt.NDArray[np.float32]:
+    """The defined similarity (module docstring) of each pair i: query ``rows[i]`` and the stored
+    vector ``vectors_of(start, stop)[i - start]`` gives, computed in pieces of bounded size. The one
+    place the definition is computed, for `CosineIndex` and every vector index's store."""
+    result = np.empty(n_pairs, dtype=np.float32)
+    wide_queries = unit_queries.astype(np.float64)
+    step = max(1, _EXACT_AREA // max(1, unit_queries.shape[1]))
+    for start in range(0, n_pairs, step):
+        stop = min(start + step, n_pairs)
+        products = vectors_of(start, stop).astype(np.float64)
+        # Exact float64 products, then numpy's sum along each contiguous row (a fixed order).
+        np.multiply(products, np.take(wide_queries, rows[start:stop], axis=0), out=products)
+        result[start:stop] = products.sum(axis=1)
+    return result
 
 
 class CosineIndex(SearcherBase):
@@ -216,16 +239,9 @@ class CosineIndex(SearcherBase):
         self, unit_queries: npt.NDArray[np.float32], rows: npt.NDArray[np.int64], positions: npt.NDArray[np.int64]
     ) -> npt.NDArray[np.float32]:
         """The defined similarity of query ``rows[i]`` and stored vector ``positions[i]``, per pair."""
-        result = np.empty(len(rows), dtype=np.float32)
-        wide_queries = unit_queries.astype(np.float64)
-        step = max(1, _EXACT_AREA // self.dim)
-        for start in range(0, len(rows), step):
-            stop = min(start + step, len(rows))
-            products = np.take(self._vectors, positions[start:stop], axis=0).astype(np.float64)
-            # Exact float64 products, then numpy's sum along each contiguous row (a fixed order).
-            np.multiply(products, np.take(wide_queries, rows[start:stop], axis=0), out=products)
-            result[start:stop] = products.sum(axis=1)
-        return result
+        return pair_similarities(
+            unit_queries, rows, len(positions), lambda s, e: np.take(self._vectors, positions[s:e], axis=0)
+        )
 
     def _top_k(
         self,

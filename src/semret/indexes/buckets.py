@@ -46,31 +46,10 @@ class BucketTables:
             order = np.argsort(merged_keys, kind="stable")
             self._keys[table], self._ids[table] = merged_keys[order], merged_ids[order]
 
-    def lookup(self, probes: npt.NDArray[np.uint64]) -> list[npt.NDArray[np.int64]]:
-        """Per query, the ids in its probed buckets over all tables (repeats possible).
-
-        ``probes`` is (queries, L, P): P bucket keys probed per table (P = 1 without multi-probe).
-        """
-        if probes.ndim != 3 or probes.shape[1] != self.n_tables:
-            raise SemretError(f"probes must be (queries, {self.n_tables}, probes), got {probes.shape}")
-        n_queries = probes.shape[0]
-        rows_found, ids_found = [], []
-        for table in range(self.n_tables):
-            keys = probes[:, table, :].ravel()
-            low = np.searchsorted(self._keys[table], keys, side="left")
-            high = np.searchsorted(self._keys[table], keys, side="right")
-            counts = high - low
-            offsets = np.repeat(low - (np.cumsum(counts) - counts), counts) + np.arange(int(counts.sum()))
-            ids_found.append(self._ids[table][offsets])
-            rows_found.append(np.repeat(np.arange(len(keys)) // probes.shape[2], counts))
-        rows = np.concatenate(rows_found)
-        ids = np.concatenate(ids_found)
-        order = np.argsort(rows, kind="stable")
-        return np.split(ids[order], np.cumsum(np.bincount(rows, minlength=n_queries))[:-1])
-
     def lookup_pairs(self, probes: npt.NDArray[np.uint64]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
         """The distinct (query row, position) pairs of the probed buckets over all tables, sorted
-        by (row, position): ``probes`` as in `lookup`."""
+        by (row, position). ``probes`` is (queries, L, P): P bucket keys probed per table (P = 1
+        without multi-probe)."""
         if probes.ndim != 3 or probes.shape[1] != self.n_tables:
             raise SemretError(f"probes must be (queries, {self.n_tables}, probes), got {probes.shape}")
         span = np.int64(max(1, self.size()))

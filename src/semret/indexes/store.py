@@ -22,6 +22,7 @@ from abc import ABC, abstractmethod
 import numpy as np
 import numpy.typing as npt
 
+from semret.core.cosine import pair_similarities
 from semret.core.search import MISSING_SCORE, NO_ID
 from semret.core.validation import check_absent, check_ids
 from semret.errors import SemretError
@@ -31,9 +32,6 @@ __all__ = ["Added", "FlatStore", "Slots", "VectorStore", "similarity_error_bound
 #: What `VectorStore.add` tells: the positions of the new vectors, and where the old positions
 #: moved (None when they stayed).
 Added = tuple[npt.NDArray[np.int64], npt.NDArray[np.int64] | None]
-
-#: Float64 elements gathered at once for the exact similarities.
-_EXACT_AREA = 1 << 20
 
 
 def similarity_error_bound(dim: int) -> float:
@@ -107,18 +105,10 @@ class VectorStore(ABC):
         vectors: npt.NDArray[np.float32] | None = None,
     ) -> npt.NDArray[np.float32]:
         """The defined similarity of query ``rows[i]`` and the vector at ``positions[i]``, per pair
-        (``vectors``: those vectors, gathered already)."""
-        result = np.empty(len(rows), dtype=np.float32)
-        wide_queries = unit_queries.astype(np.float64)
-        step = max(1, _EXACT_AREA // self.dim)
-        for start in range(0, len(rows), step):
-            stop = min(start + step, len(rows))
-            part = self.gather(positions[start:stop]) if vectors is None else vectors[start:stop]
-            products = part.astype(np.float64)
-            # Exact float64 products, then numpy's sum along each contiguous row (a fixed order).
-            np.multiply(products, np.take(wide_queries, rows[start:stop], axis=0), out=products)
-            result[start:stop] = products.sum(axis=1)
-        return result
+        (``vectors``: those vectors, gathered already; `semret.core.cosine.pair_similarities`)."""
+        if vectors is None:
+            return pair_similarities(unit_queries, rows, len(rows), lambda s, e: self.gather(positions[s:e]))
+        return pair_similarities(unit_queries, rows, len(rows), lambda s, e: vectors[s:e])
 
     def rank_pairs(
         self,
