@@ -4,16 +4,19 @@ the copy follows the stored bytes through migrations, and without pgvector the b
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, event, text
 
 from semret.core.codes import pack_codes, unpack_codes
 from semret.core.hamming import HammingIndex
+from semret.errors import SemretError
 from semret.hashing.retrieval import HashQueries, SemanticHashIndex
 from semret.sql import migrations, pgvector_store
 from semret.sql.engine import make_engine
@@ -83,6 +86,31 @@ def test_the_exact_scan_gives_the_in_memory_results(engine: Engine, tmp_path: Pa
     expected_scores, expected_ids = index.search(codes[:12], 15, exclude_ids=ids[:12])
     np.testing.assert_array_equal(found_ids, expected_ids)
     np.testing.assert_array_equal(scores, expected_scores)
+
+
+@pytest.mark.parametrize("scan", ["exact", "approximate"])
+def test_a_batch_split_over_connections_gives_the_same_results(engine: Engine, tmp_path: Path, scan: str) -> None:
+    stored = model(engine, tmp_path, 48)
+    ids, embeddings, codes = hashes(300, 48, 9, seed=3)
+    store_hashes(engine, stored, "shop", ids, embeddings, codes)
+    queries = HashQueries(embeddings[:12], codes[:12])
+    one = hash_searcher(engine, stored, "shop", scan=scan).search(queries, 8, exclude_ids=ids[:12])
+    threads: set[str] = set()
+
+    def note(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if "unnest" in statement:
+            threads.add(threading.current_thread().name)
+
+    event.listen(engine, "before_cursor_execute", note)
+    try:
+        split = hash_searcher(engine, stored, "shop", scan=scan, connections=3).search(queries, 8, exclude_ids=ids[:12])
+    finally:
+        event.remove(engine, "before_cursor_execute", note)
+    assert len(threads) == 3 and all(name.startswith("semret-pgvector") for name in threads)
+    np.testing.assert_array_equal(split[1], one[1])
+    np.testing.assert_array_equal(split[0], one[0])
+    with pytest.raises(SemretError, match="connections"):
+        PgvectorHashSearcher(engine, stored, "shop", connections=0)
 
 
 def test_the_hnsw_scan_uses_its_index_and_finds_the_neighbours(engine: Engine, tmp_path: Path) -> None:

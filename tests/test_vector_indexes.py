@@ -19,6 +19,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from semret.core.cosine import pair_similarities, row_similarities
 from semret.errors import SemretError
 from semret.indexes import KMeansIndex, RandomHyperplaneLSH, VectorIndex, index_kinds, load_index, make_index
 from semret.indexes.base import FILE_FORMAT
@@ -541,3 +542,56 @@ def test_kmeans_queries_whose_probed_lists_are_empty(small: Any) -> None:
     scores, found = index.search(-vectors[:1], 1)  # the far side: another, empty cluster
     assert found.tolist() == [[-1]] and scores.tolist() == [[-np.inf]]
     assert index.last_candidates.tolist() == [0]
+
+
+# --- the shared refinement ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("n", "m", "d"), [(1, 1, 1), (7, 3, 16), (50, 14, 128), (3, 5, 300)])
+def test_row_and_pair_similarities_are_the_same_numbers(n: int, m: int, d: int) -> None:
+    """`row_similarities` (the engines' re-ranker) and `pair_similarities` (the bucket kinds' and
+    CosineIndex's) compute the one defined similarity: equal to the last bit, and to float32 of an
+    exact dot product up to one float32 rounding."""
+    rng = np.random.default_rng([n, m, d])
+    queries = rng.standard_normal((n, d)).astype(np.float32)
+    vectors = rng.standard_normal((n, m, d)).astype(np.float32)
+    rows = np.repeat(np.arange(n), m)
+    flat = vectors.reshape(n * m, d)
+    by_pairs = pair_similarities(queries, rows, n * m, lambda s, e: flat[s:e])
+    by_rows = row_similarities(queries, vectors)
+    np.testing.assert_array_equal(by_rows.ravel(), by_pairs)
+    exact = np.einsum("qmd,qd->qm", vectors.astype(np.longdouble), queries.astype(np.longdouble))
+    np.testing.assert_allclose(by_rows, exact.astype(np.float64), rtol=2**-23, atol=1e-30)
+
+
+@pytest.mark.parametrize("kind", ["exact", "kmeans"])
+@pytest.mark.parametrize("copies", [3, 12, 60])
+def test_ties_beyond_the_refine_margin_go_by_id(kind: str, copies: int, small: Any) -> None:
+    """Many vectors with the same direction (more than k + the margin the engine is first asked
+    for): the engine is asked again, and the top k are the smallest ids among the tied, in order."""
+    ids, vectors, queries = small
+    tied = np.arange(50_000, 50_000 + copies)
+    all_ids = np.concatenate([ids, tied[::-1]])  # added in descending id order
+    all_vectors = np.concatenate([vectors, np.repeat(queries[:1] * 2.0, copies, axis=0)])
+    params = {"n_clusters": 1, "n_probe": 1} if kind == "kmeans" else {}
+    index = build(kind, all_ids, all_vectors, **params)
+    k = 10
+    scores, found = index.search(queries[:1], k)
+    expected_tied = tied[: min(copies, k)]
+    assert found[0, : len(expected_tied)].tolist() == expected_tied.tolist()
+    assert np.all(scores[0, : len(expected_tied)] == scores[0, 0])
+    exact_scores, exact_ids = build("exact", all_ids, all_vectors).search(queries[:1], k)
+    np.testing.assert_array_equal(found, exact_ids)
+    np.testing.assert_array_equal(scores, exact_scores)
+
+
+def test_kmeans_counts_candidates_of_the_last_search_only_when_asked(small: Any) -> None:
+    ids, vectors, queries = small
+    index = build("kmeans", ids, vectors, n_clusters=7, n_probe=2)
+    index.search(queries, 5)
+    first = index.last_candidates.copy()
+    index.search(queries[:2], 5)
+    assert index.last_candidates.tolist() == first[:2].tolist()
+    index.search(queries[3:], 5)
+    index.n_probe = 7  # type: ignore[attr-defined]  # a later setting does not change the count
+    assert index.last_candidates.tolist() == first[3:].tolist()

@@ -10,8 +10,9 @@ The similarity of a query q and a stored vector x is defined as
 
     float32( sum over j of float64(q_j) * float64(x_j) )
 
-on the stored float32 unit vectors, summed by numpy along the vector (the same order for every
-pair), so a pair has the same similarity whichever way it is found. Results are sorted by
+on the stored float32 unit vectors (each product exact in float64), summed along the vector by
+numpy's ``einsum`` in float64 (the same order for every pair), so a pair has the same similarity
+whichever way it is found. Results are sorted by
 (similarity descending, id ascending): ties are broken by id, also at the k-th place.
 
 How `search` finds them: per block of queries, one float32 matrix product gives approximate
@@ -33,7 +34,7 @@ from semret.core.search import MISSING_SCORE, NO_ID, SearcherBase
 from semret.core.validation import check_dim, check_ids, check_k, merge_sorted_ids
 from semret.errors import SemretError
 
-__all__ = ["CosineIndex", "check_directions", "normalise", "pair_similarities"]
+__all__ = ["CosineIndex", "check_directions", "normalise", "pair_similarities", "row_similarities"]
 
 #: Similarity of a padding result.
 MISSING_SIMILARITY = MISSING_SCORE
@@ -82,17 +83,27 @@ def pair_similarities(
     vectors_of: Callable[[int, int], npt.NDArray[np.float32]],
 ) -> npt.NDArray[np.float32]:
     """The defined similarity (module docstring) of each pair i: query ``rows[i]`` and the stored
-    vector ``vectors_of(start, stop)[i - start]`` gives, computed in pieces of bounded size. The one
-    place the definition is computed, for `CosineIndex` and every vector index's store."""
+    vector ``vectors_of(start, stop)[i - start]`` gives, computed in pieces of bounded size. With
+    `row_similarities`, the one place the definition is computed, for `CosineIndex` and every
+    vector index's store."""
     result = np.empty(n_pairs, dtype=np.float32)
-    wide_queries = unit_queries.astype(np.float64)
     step = max(1, _EXACT_AREA // max(1, unit_queries.shape[1]))
     for start in range(0, n_pairs, step):
         stop = min(start + step, n_pairs)
-        products = vectors_of(start, stop).astype(np.float64)
-        # Exact float64 products, then numpy's sum along each contiguous row (a fixed order).
-        np.multiply(products, np.take(wide_queries, rows[start:stop], axis=0), out=products)
-        result[start:stop] = products.sum(axis=1)
+        queries = np.take(unit_queries, rows[start:stop], axis=0)
+        result[start:stop] = np.einsum("pd,pd->p", vectors_of(start, stop), queries, dtype=np.float64)
+    return result
+
+
+def row_similarities(
+    unit_queries: npt.NDArray[np.float32], vectors: npt.NDArray[np.float32]
+) -> npt.NDArray[np.float32]:
+    """The defined similarity of query i and each of its m stored vectors ``vectors[i]``, (n, m)
+    for (n, m, dim) vectors: the same numbers as `pair_similarities` (the same float64 sums of
+    products, in numpy's einsum order), with no gathered copy of the queries."""
+    result: npt.NDArray[np.float32] = np.einsum("qmd,qd->qm", vectors, unit_queries, dtype=np.float64).astype(
+        np.float32
+    )
     return result
 
 

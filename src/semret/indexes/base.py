@@ -18,14 +18,17 @@ A subclass finds candidates one of two ways:
   positions with float32 scores (`_engine_search`), and `_refined_search` re-scores them with the
   defined similarity. Where the engine scores every candidate it has (``engine_is_exhaustive``:
   exact, IVF), the result is exactly the top k of those candidates by the defined similarity, ties
-  by id: the engine is asked for k + margin results, and a query whose last proposal is within the
-  float32 error bound of its k-th is asked again for more (rare: near ties).
+  by id: the engine is asked for k + `REFINE_MARGIN` results; only the first k are re-scored where
+  the (k + 1)-th lies below the k-th by more than the float32 error bound, all of them where a
+  near tie reaches further, and a query whose last proposal is within the bound is asked again for
+  more (rare: many near ties).
 """
 
 from __future__ import annotations
 
 import json
 from abc import ABC
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
@@ -43,18 +46,18 @@ from semret.indexes.store import FlatStore, VectorStore, similarity_error_bound
 FILE_FORMAT = "semret.vector-index"
 #: Queries whose candidates are looked up and re-ranked at once (bucket kinds).
 QUERY_BLOCK = 256
+#: Proposals asked of an exhaustive engine beyond k (see `VectorIndex._refined_search`).
+REFINE_MARGIN = 4
 #: Vectors normalised and handed to `_add` at once (bounds the float64 copies of a large add).
 ADD_BLOCK = 1 << 16
 
 _REGISTRY: dict[str, type[VectorIndex]] = {}
 
-#: What an engine proposes: (float32 scores, positions (-1 = none), candidates scanned per query),
-#: each (queries, k) but the last, and optionally the proposals' vectors, (queries * k, dim), where
-#: the engine read them already.
-Proposals = (
-    tuple[npt.NDArray[np.float32], npt.NDArray[np.int64], npt.NDArray[np.int64]]
-    | tuple[npt.NDArray[np.float32], npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.float32]]
-)
+#: What an engine proposes: (float32 scores, positions (-1 = none), each (queries, k); candidates
+#: scanned per query, or a function that counts them, called only if `last_candidates` is read).
+Proposals = tuple[
+    npt.NDArray[np.float32], npt.NDArray[np.int64], npt.NDArray[np.int64] | Callable[[], npt.NDArray[np.int64]]
+]
 
 
 class VectorIndex(Configurable, SearcherBase, ABC):
@@ -80,10 +83,23 @@ class VectorIndex(Configurable, SearcherBase, ABC):
     def __init__(self, dim: int) -> None:
         self.dim = check_dim(dim)
         self.store: VectorStore = self._new_store()
-        self.last_candidates: npt.NDArray[np.int64] = np.zeros(0, dtype=np.int64)
+        self._last_candidates: npt.NDArray[np.int64] = np.zeros(0, dtype=np.int64)
+        self._count_later: Callable[[], npt.NDArray[np.int64]] | None = None
 
     def __repr__(self) -> str:
         return f"{super().__repr__()[:-1]}, ntotal={self.ntotal})"
+
+    @property
+    def last_candidates(self) -> npt.NDArray[np.int64]:
+        """Candidates scored per query by the last search (counted now where the engine counts
+        them only when asked: the k-means lists probed)."""
+        if self._count_later is not None:
+            self._last_candidates, self._count_later = self._count_later(), None
+        return self._last_candidates
+
+    @last_candidates.setter
+    def last_candidates(self, counts: npt.NDArray[np.int64]) -> None:
+        self._last_candidates, self._count_later = counts, None
 
     @property
     def is_fitted(self) -> bool:
@@ -225,20 +241,39 @@ class VectorIndex(Configurable, SearcherBase, ABC):
         if len(unit) == 0:
             return scores, ids
         eps = np.float32(similarity_error_bound(self.dim))
-        asked = min(n, k + max(4, k // 8)) if self.engine_is_exhaustive else k
+        exhaustive = self.engine_is_exhaustive
+        asked = min(n, k + REFINE_MARGIN) if exhaustive else k
         todo = np.arange(len(unit))
         while len(todo):
-            block = unit[todo]
-            approx, positions, scanned, *gathered = self._engine_search(block, asked)
-            found_scores, found_ids = self.store.rank_rows(block, positions, k, *gathered)
-            if self.engine_is_exhaustive and asked < n:
-                # Every candidate outside the proposals scores <= the last one; if that is below
-                # the k-th minus the error bound, no candidate of the exact top k was left out.
-                done = (positions[:, -1] < 0) | (approx[:, -1] < approx[:, k - 1] - eps)
+            block = unit if len(todo) == len(unit) else unit[todo]
+            approx, positions, scanned = self._engine_search(block, asked)
+            counts: npt.NDArray[np.int64] | None = None
+            if not callable(scanned):
+                counts = scanned
+            elif len(todo) == len(unit):  # counted later, for every query (the first round has them all)
+                self._count_later = scanned
+            if not exhaustive or asked >= n:
+                groups = [(np.ones(len(todo), dtype=np.bool_), positions.shape[1])]
+                done = groups[0][0]
             else:
-                done = np.ones(len(todo), dtype=np.bool_)
-            scores[todo[done]], ids[todo[done]] = found_scores[done], found_ids[done]
-            self.last_candidates[todo[done]] = scanned[done]
+                # Every candidate outside the first j proposals scores <= the j-th; where that is
+                # below the k-th minus the error bound, no candidate of the exact top k is beyond
+                # it: most queries need only their first k re-scored, a near tie at the k-th all
+                # of them, and a query whose last proposal is within the bound is asked again.
+                threshold = approx[:, k - 1] - eps
+                clear = (positions[:, k] < 0) | (approx[:, k] < threshold)  # here asked > k
+                done = (positions[:, -1] < 0) | (approx[:, -1] < threshold)
+                groups = [(clear, k), (done & ~clear, positions.shape[1])]
+            for rows, width in groups:
+                if not rows.any():
+                    continue
+                every = bool(rows.all())
+                finished = todo if every else todo[rows]
+                scores[finished], ids[finished] = self.store.rank_rows(
+                    block if every else block[rows], (positions if every else positions[rows])[:, :width], k
+                )
+                if counts is not None:
+                    self._last_candidates[finished] = counts if every else counts[rows]
             todo = todo[~done]
             asked = min(n, asked * 4)
         return scores, ids

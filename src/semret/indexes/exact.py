@@ -1,6 +1,6 @@
 """Exact cosine kNN: every vector is a candidate. The ground truth the other indexes are judged by.
 
-The scan proposes each query's k + margin best by float32 inner product on the store's own array
+The scan proposes each query's k + 4 best by float32 inner product on the store's own array
 (no copy of the vectors): for batches of at least `FAISS_BATCH` queries faiss' brute force
 (``faiss.knn``: blocked BLAS and heaps, the faster there), for smaller ones one numpy matrix
 product per block of queries and a partial sort (faster for few queries: faiss' BLAS blocks are

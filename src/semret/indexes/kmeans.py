@@ -10,10 +10,11 @@ vectors of its ``n_probe`` nearest clusters only, ranked by cosine in the ORIGIN
 The engine is faiss' own ``IndexIVFFlat`` (inner product) over the unit vectors, with
 a coarse quantizer that holds the learned centroids (``IndexFlatL2``, behind the PCA as a
 ``LinearTransform`` in an ``IndexPreTransform`` when PCA is on); the inverted lists are the only
-copy of the vectors (`IvfStore`: the re-ranker reads them from numpy views of the lists). Each
-query's probed lists are scanned by faiss' own ``search`` (a separate quantizer search counts the
-candidates), and `VectorIndex`'s refinement turns faiss' float32 top k + margin into the exact
-top k of the probed lists by semret's defined similarity, ties by id.
+copy of the vectors (`IvfStore`: the re-ranker reads them back with faiss' ``reconstruct_batch``
+through its direct map). Each query's probed lists are scanned by faiss' own ``search`` (a
+quantizer search counts the candidates, only when ``last_candidates`` is read), and
+`VectorIndex`'s refinement turns faiss' float32 top k + 4 into the exact top k of the probed
+lists by semret's defined similarity, ties by id.
 
 Optional PCA (``pca_components``) before clustering: clustering and the query-to-centroid step
 then run in the reduced space; the published work found about 50 components kept precision. It
@@ -31,13 +32,13 @@ seeded sample of the fit vectors).
 from __future__ import annotations
 
 import math
+from functools import partial
 from typing import Any
 
 import faiss
 import numpy as np
 import numpy.typing as npt
 
-from semret.core.search import NO_ID
 from semret.core.validation import check_int, check_optional_int
 from semret.errors import SemretError
 from semret.indexes.base import Proposals, VectorIndex
@@ -164,19 +165,15 @@ class KMeansIndex(VectorIndex):
 
     def _engine_search(self, queries: npt.NDArray[np.float32], k: int) -> Proposals:
         store = self.store
-        assert isinstance(store, IvfStore) and store.index is not None and store.quantizer is not None
-        _, clusters = store.quantizer.search(queries, self.n_probe)
+        assert isinstance(store, IvfStore) and store.index is not None
         ivf: Any = store.index
         ivf.nprobe = self.n_probe
-        # faiss' own search (its numbers: the order of adding), which runs about twice as fast as
-        # its search_preassigned on the quantizer's answer above (measured: docs/benchmarks.md);
-        # that answer only counts the candidates.
+        # faiss' own search (its numbers: the order of adding), which runs faster than its
+        # search_preassigned would on a quantizer search of ours; so the candidates are counted
+        # only when asked for (`IvfStore.probed_sizes`). The refinement reads the proposals' vectors
+        # from the lists (`IvfStore.gather`).
         scores, numbers = ivf.search(queries, k)
-        locations = np.where(numbers >= 0, store.number_locations()[np.maximum(numbers, 0)], NO_ID)
-        positions, vectors = store.at_locations(locations, with_vectors=True)
-        assert vectors is not None
-        scanned = store.list_sizes()[clusters].sum(axis=1)
-        return scores, positions, scanned.astype(np.int64), vectors
+        return scores, store.slots.to_positions(numbers), partial(store.probed_sizes, queries, self.n_probe)
 
     def _state(self) -> dict[str, npt.NDArray[Any]]:
         if self.centroids_ is None:
@@ -244,10 +241,8 @@ class IvfStore(VectorStore):
     ``IndexIVFFlat``; empty until `reset` gives it a quantizer.
 
     faiss numbers the vectors in the order they were added (`Slots` maps that number to the
-    store's position); each number's location in the lists (list number and offset, as faiss'
-    store_pairs gives it) is found once after an add, and vectors are read straight from numpy
-    views of the lists' memory, a list at a time, instead of through faiss' per-vector
-    reconstruction."""
+    store's position) and keeps a direct map from number to list and offset (8 bytes a vector), so
+    that faiss' ``reconstruct_batch`` reads any vectors straight from the lists, in C++."""
 
     takes_blocks = True
 
@@ -256,9 +251,7 @@ class IvfStore(VectorStore):
         self.index: faiss.IndexIVFFlat | None = None
         self.quantizer: faiss.Index | None = None
         self.slots = Slots()
-        self._views: list[tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]] | None = None
-        self._locations: npt.NDArray[np.int64] | None = None
-        self._number_locations: npt.NDArray[np.int64] | None = None
+        self._numbers: npt.NDArray[np.int64] | None = None
         self._sizes: npt.NDArray[np.int64] | None = None
 
     def reset(self, quantizer: faiss.Index, n_lists: int) -> None:
@@ -266,14 +259,13 @@ class IvfStore(VectorStore):
         self.quantizer = quantizer
         self.index = faiss.IndexIVFFlat(quantizer, self.dim, n_lists, faiss.METRIC_INNER_PRODUCT)
         self.index.is_trained = True  # the quantizer holds the centroids already
+        self.index.make_direct_map()
         self._ids = np.empty(0, dtype=np.int64)
         self.slots = Slots()
         self._changed()
 
     def _changed(self) -> None:
-        self._views = None
-        self._locations = None
-        self._number_locations = None
+        self._numbers = None
         self._sizes = None
 
     def add(self, ids: npt.ArrayLike, unit: npt.NDArray[np.float32]) -> Added:
@@ -282,85 +274,42 @@ class IvfStore(VectorStore):
         positions, moved = self.merge(ids, len(unit))
         if moved is not None:
             self.slots.renumber(moved)
-        start = self.index.ntotal
-        self.index.add_with_ids(
-            np.ascontiguousarray(unit, dtype=np.float32), np.arange(start, start + len(unit), dtype=np.int64)
-        )
+        # Sequential numbers, as faiss' direct map (array kind) requires.
+        self.index.add(np.ascontiguousarray(unit, dtype=np.float32))
         self.slots.append(positions)
         self._changed()
         return positions, moved
 
-    def lists(self) -> list[tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]]:
-        """Per inverted list, numpy views of its (size, dim) vectors and (size,) faiss numbers."""
-        if self._views is None:
-            assert self.index is not None and self.index.invlists is not None
-            lists: Any = self.index.invlists
-            views = []
-            for number in range(self.index.nlist):
-                size = lists.list_size(number)
-                if size == 0:
-                    views.append((np.empty((0, self.dim), dtype=np.float32), np.empty(0, dtype=np.int64)))
-                    continue
-                codes = faiss.rev_swig_ptr(lists.get_codes(number), size * self.dim * 4)
-                numbers = faiss.rev_swig_ptr(lists.get_ids(number), size)
-                views.append((codes.view(np.float32).reshape(size, self.dim), numbers))
-            self._views = views
-        return self._views
-
     def list_sizes(self) -> npt.NDArray[np.int64]:
         """The number of vectors in each inverted list."""
         if self._sizes is None:
-            self._sizes = np.array([len(numbers) for _, numbers in self.lists()], dtype=np.int64)
+            assert self.index is not None and self.index.invlists is not None
+            lists: Any = self.index.invlists
+            self._sizes = np.array([lists.list_size(number) for number in range(self.index.nlist)], dtype=np.int64)
         return self._sizes
 
-    def number_locations(self) -> npt.NDArray[np.int64]:
-        """Each faiss number's location in the lists: list number << 32 | offset."""
-        if self._number_locations is None:
-            where = np.empty(self.ntotal, dtype=np.int64)
-            for number, (_, numbers) in enumerate(self.lists()):
-                where[numbers] = (number << 32) | np.arange(len(numbers), dtype=np.int64)
-            self._number_locations = where
-        return self._number_locations
+    def probed_sizes(self, unit_queries: npt.NDArray[np.float32], n_probe: int) -> npt.NDArray[np.int64]:
+        """The vectors in each query's ``n_probe`` nearest lists: what faiss scanned for it."""
+        assert self.quantizer is not None
+        _, clusters = self.quantizer.search(np.ascontiguousarray(unit_queries, dtype=np.float32), n_probe)
+        counts: npt.NDArray[np.int64] = self.list_sizes()[clusters].sum(axis=1).astype(np.int64)
+        return counts
 
-    def locations(self) -> npt.NDArray[np.int64]:
-        """Each position's location in the lists (see `number_locations`)."""
-        if self._locations is None:
-            where = np.empty(self.ntotal, dtype=np.int64)
-            where[self.slots.positions] = self.number_locations()
-            self._locations = where
-        return self._locations
+    def numbers_of(self, positions: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+        """faiss' numbers of the vectors at store positions."""
+        if self._numbers is None:
+            numbers = np.empty(self.ntotal, dtype=np.int64)
+            numbers[self.slots.positions] = np.arange(self.ntotal, dtype=np.int64)
+            self._numbers = numbers
+        return self._numbers[positions]
 
-    def at_locations(
-        self, locations: npt.NDArray[np.int64], with_vectors: bool
-    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32] | None]:
-        """The positions (and vectors) at store_pairs locations (-1: none), read a list at a time:
-        sorted by list, each list's rows are one contiguous slice of the output."""
-        flat = locations.ravel()
-        valid = np.flatnonzero(flat >= 0)
-        order = valid[np.argsort(flat[valid] >> 32, kind="stable")]
-        sorted_locations = flat[order]
-        lists = sorted_locations >> 32
-        offsets = sorted_locations & 0xFFFFFFFF
-        bounds = np.concatenate([[0], np.flatnonzero(np.diff(lists)) + 1, [len(order)]]) if len(order) else np.zeros(1)
-        found = np.empty(len(order), dtype=np.int64)
-        rows = np.empty((len(order), self.dim), dtype=np.float32) if with_vectors else None
-        views = self.lists()
-        for start, stop in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
-            codes, numbers = views[int(lists[start])]
-            np.take(numbers, offsets[start:stop], out=found[start:stop])
-            if rows is not None:
-                np.take(codes, offsets[start:stop], axis=0, out=rows[start:stop])
-        positions = np.full(len(flat), NO_ID, dtype=np.int64)
-        positions[order] = self.slots.positions[found]
-        vectors = None
-        if rows is not None:
-            vectors = np.zeros((len(flat), self.dim), dtype=np.float32)
-            vectors[order] = rows
-        return positions.reshape(locations.shape), vectors
+    def reconstruct(self, numbers: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]:
+        """The (len(numbers), dim) vectors of faiss numbers (all valid), read from the lists."""
+        if not len(numbers):
+            return np.empty((0, self.dim), dtype=np.float32)
+        assert self.index is not None
+        vectors: npt.NDArray[np.float32] = self.index.reconstruct_batch(np.ascontiguousarray(numbers, dtype=np.int64))
+        return vectors
 
     def gather(self, positions: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]:
-        if not len(positions):
-            return np.empty((0, self.dim), dtype=np.float32)
-        _, vectors = self.at_locations(self.locations()[positions], with_vectors=True)
-        assert vectors is not None
-        return vectors
+        return self.reconstruct(self.numbers_of(positions))

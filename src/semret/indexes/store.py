@@ -22,12 +22,15 @@ from abc import ABC, abstractmethod
 import numpy as np
 import numpy.typing as npt
 
-from semret.core.cosine import pair_similarities
+from semret.core.cosine import pair_similarities, row_similarities
 from semret.core.search import MISSING_SCORE, NO_ID
 from semret.core.validation import check_absent, check_ids
 from semret.errors import SemretError
 
 __all__ = ["Added", "FlatStore", "Slots", "VectorStore", "similarity_error_bound"]
+
+#: Float32 vector elements `VectorStore.rank_rows` gathers at once.
+GATHER_AREA = 1 << 20
 
 #: What `VectorStore.add` tells: the positions of the new vectors, and where the old positions
 #: moved (None when they stayed).
@@ -102,13 +105,10 @@ class VectorStore(ABC):
         unit_queries: npt.NDArray[np.float32],
         rows: npt.NDArray[np.int64],
         positions: npt.NDArray[np.int64],
-        vectors: npt.NDArray[np.float32] | None = None,
     ) -> npt.NDArray[np.float32]:
         """The defined similarity of query ``rows[i]`` and the vector at ``positions[i]``, per pair
-        (``vectors``: those vectors, gathered already; `semret.core.cosine.pair_similarities`)."""
-        if vectors is None:
-            return pair_similarities(unit_queries, rows, len(rows), lambda s, e: self.gather(positions[s:e]))
-        return pair_similarities(unit_queries, rows, len(rows), lambda s, e: vectors[s:e])
+        (`semret.core.cosine.pair_similarities`)."""
+        return pair_similarities(unit_queries, rows, len(rows), lambda s, e: self.gather(positions[s:e]))
 
     def rank_pairs(
         self,
@@ -143,27 +143,35 @@ class VectorStore(ABC):
         return scores, ids
 
     def rank_rows(
-        self,
-        unit_queries: npt.NDArray[np.float32],
-        positions: npt.NDArray[np.int64],
-        k: int,
-        vectors: npt.NDArray[np.float32] | None = None,
+        self, unit_queries: npt.NDArray[np.float32], positions: npt.NDArray[np.int64], k: int
     ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
         """As `rank_pairs` for a (queries, m) array of candidate positions per query (-1 = none,
-        no repeats in a row; ``vectors``: their (queries * m, dim) vectors if gathered already):
-        one gather, then one sort of each row by (similarity desc, id asc)."""
+        no repeats in a row): gathers a block of rows at a time, then sorts each row by
+        (similarity desc, id asc), except rows already in that order (as an engine's proposals
+        mostly are: strictly descending)."""
         n_queries, m = positions.shape
         valid = positions >= 0
         safe = np.where(valid, positions, 0)
-        rows = np.repeat(np.arange(n_queries, dtype=np.int64), m)
-        found = self.similarities(unit_queries, rows, safe.ravel(), vectors).reshape(n_queries, m) + np.float32(0)
-        bits = (-found).view(np.uint32)
-        descending = np.where(bits >> 31 == 1, ~bits, bits | np.uint32(1 << 31)).astype(np.uint64)
-        key = (descending << np.uint64(32)) | safe.astype(np.uint64)  # positions are in id order
-        key[~valid] = np.iinfo(np.uint64).max
-        order = np.argsort(key, axis=1)[:, :k]
-        scores = np.take_along_axis(found, order, axis=1)
-        best = np.take_along_axis(positions, order, axis=1)
+        found = np.empty((n_queries, m), dtype=np.float32)
+        step = max(1, GATHER_AREA // max(1, m * self.dim))
+        for start in range(0, n_queries, step):
+            stop = min(start + step, n_queries)
+            vectors = self.gather(safe[start:stop].ravel()).reshape(stop - start, m, self.dim)
+            found[start:stop] = row_similarities(unit_queries[start:stop], vectors)
+        found += np.float32(0)  # -0.0 -> 0.0
+        in_order = valid.all(axis=1) & (found[:, :-1] > found[:, 1:]).all(axis=1)
+        scores = found[:, :k].copy()
+        best = positions[:, :k].copy()
+        unsorted = np.flatnonzero(~in_order)
+        if len(unsorted):
+            part, part_valid = found[unsorted], valid[unsorted]
+            bits = (-part).view(np.uint32)
+            descending = np.where(bits >> 31 == 1, ~bits, bits | np.uint32(1 << 31)).astype(np.uint64)
+            key = (descending << np.uint64(32)) | safe[unsorted].astype(np.uint64)  # positions are in id order
+            key[~part_valid] = np.iinfo(np.uint64).max
+            order = np.argsort(key, axis=1)[:, :k]
+            scores[unsorted] = np.take_along_axis(part, order, axis=1)
+            best[unsorted] = np.take_along_axis(positions[unsorted], order, axis=1)
         missing = best < 0
         scores[missing] = MISSING_SCORE
         ids = np.where(missing, NO_ID, self._ids[np.maximum(best, 0)])

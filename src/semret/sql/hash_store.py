@@ -231,10 +231,13 @@ class SqlHammingSearcher(SearcherBase):
         return scores, ids
 
 
-def hamming_searcher(engine: Engine, model: StoredModel, collection: str, scan: str = "exact") -> SearcherBase:
+def hamming_searcher(
+    engine: Engine, model: StoredModel, collection: str, scan: str = "exact", connections: int = 1
+) -> SearcherBase:
     """The Hamming searcher of a stored collection: in PostgreSQL with pgvector where it has it
     (`PgvectorHashSearcher` in mode "hamming", ``scan`` "exact" by default: the same results as in
-    memory; "approximate": its HNSW index), else with bit_count where the codes fit
+    memory; "approximate": its HNSW index; ``connections``: a batch split over that many), else
+    with bit_count where the codes fit
     (`SqlHammingSearcher`), else a `HammingIndex` over the stored codes read once. All follow the
     search contract; ``backend`` says where it runs."""
     from semret.sql.pgvector_search import PgvectorHashSearcher  # it imports StoredModel from here
@@ -243,7 +246,7 @@ def hamming_searcher(engine: Engine, model: StoredModel, collection: str, scan: 
         with connect(engine) as conn:
             enabled = pgvector_state(conn).enabled
         if enabled:
-            return PgvectorHashSearcher(engine, model, collection, mode="hamming", scan=scan)
+            return PgvectorHashSearcher(engine, model, collection, mode="hamming", scan=scan, connections=connections)
         if model.n_bits <= MAX_SQL_BITS:
             return SqlHammingSearcher(engine, model, collection)
     stored = load_hashes(engine, model, collection)
@@ -258,10 +261,12 @@ def hash_searcher(
     collection: str,
     shortlist: int | None = None,
     scan: str = "approximate",
+    connections: int = 1,
 ) -> SearcherBase:
     """The Hamming shortlist + cosine re-rank searcher of a stored collection (queries are
     `HashQueries`): inside PostgreSQL with pgvector where it has it (`PgvectorHashSearcher`,
-    ``scan`` "approximate" by default: its HNSW index; "exact": the in-memory results), else a
+    ``scan`` "approximate" by default: its HNSW index; "exact": the in-memory results;
+    ``connections``: a batch split over that many), else a
     `SemanticHashIndex` in mode "rerank" over the stored hashes read once."""
     from semret.hashing.retrieval import SemanticHashIndex
     from semret.sql.pgvector_search import PgvectorHashSearcher
@@ -270,7 +275,9 @@ def hash_searcher(
         with connect(engine) as conn:
             enabled = pgvector_state(conn).enabled
         if enabled:
-            return PgvectorHashSearcher(engine, model, collection, mode="rerank", scan=scan, shortlist=shortlist)
+            return PgvectorHashSearcher(
+                engine, model, collection, mode="rerank", scan=scan, shortlist=shortlist, connections=connections
+            )
     stored = load_hashes(engine, model, collection)
     index = SemanticHashIndex(model.n_bits, model.embedding_dim, "rerank", shortlist)
     index.add(stored.image_ids, stored.embeddings, stored.codes)

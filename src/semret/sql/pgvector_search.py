@@ -27,6 +27,7 @@ approximate the same way; it serves codes of any length (the ``bit_count`` path 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import numpy as np
@@ -72,8 +73,10 @@ class PgvectorHashSearcher(SearcherBase):
     "hamming" (queries are packed codes, or `HashQueries` with codes); ``scan`` "exact" or
     "approximate" (see the module docstring); ``shortlist`` m as in `SemanticHashIndex` (None:
     2k); ``ef_search`` pgvector's ``hnsw.ef_search`` (None: max(40, 4m); more finds more of the
-    true shortlist, slower). A searcher may be shared by threads: each `search` takes a pooled
-    connection (``last_candidates`` is then the last call's).
+    true shortlist, slower); ``connections``: a batch of queries is split over up to this many
+    pooled connections, whose statements PostgreSQL runs at once, each on a core of its own (the
+    results are the same). A searcher may be shared by threads: each `search` takes pooled
+    connections (``last_candidates`` is then the last call's).
     """
 
     backend = "postgresql"
@@ -87,7 +90,9 @@ class PgvectorHashSearcher(SearcherBase):
         scan: str = "approximate",
         shortlist: int | None = None,
         ef_search: int | None = None,
+        connections: int = 1,
     ) -> None:
+        self.connections = check_k(connections, "connections")
         self.mode: PgMode = check_choice("pgvector mode", mode, PG_MODES)  # type: ignore[assignment]
         self.scan: Scan = check_choice("scan", scan, SCANS)  # type: ignore[assignment]
         self.shortlist = None if shortlist is None else check_k(shortlist, "shortlist")
@@ -208,17 +213,33 @@ class PgvectorHashSearcher(SearcherBase):
         scores = np.full((len(codes), k), MISSING_SCORE, dtype=np.float32)
         ids = np.full((len(codes), k), NO_ID, dtype=np.int64)
         statement = text(self.statement())
-        found: dict[int, list[Any]] = {}
-        with connect(self.engine) as conn:
-            self._settings(conn, m)
-            for start in range(0, len(codes), BATCH_QUERIES):
-                stop = min(start + BATCH_QUERIES, len(codes))
-                params: dict[str, Any] = {"codes": bit_strings(codes[start:stop], self.model.n_bits), "m": m, "k": k}
-                params["candidates"] = self.candidates(m)
-                if embeddings is not None:
-                    params["embeddings"] = [vector_text(row) for row in embeddings[start:stop]]
-                for result in conn.execute(statement, params):
-                    found.setdefault(start + int(result.i) - 1, []).append(result)
+        per_statement = min(BATCH_QUERIES, -(-len(codes) // self.connections))
+        batches = [(start, min(start + per_statement, len(codes))) for start in range(0, len(codes), per_statement)]
+
+        def run(share: list[tuple[int, int]]) -> dict[int, list[Any]]:
+            found: dict[int, list[Any]] = {}
+            with connect(self.engine) as conn:
+                self._settings(conn, m)
+                for start, stop in share:
+                    params: dict[str, Any] = {
+                        "codes": bit_strings(codes[start:stop], self.model.n_bits),
+                        "m": m,
+                        "k": k,
+                        "candidates": self.candidates(m),
+                    }
+                    if embeddings is not None:
+                        params["embeddings"] = [vector_text(row) for row in embeddings[start:stop]]
+                    for result in conn.execute(statement, params):
+                        found.setdefault(start + int(result.i) - 1, []).append(result)
+            return found
+
+        workers = min(self.connections, len(batches))
+        if workers <= 1:
+            found = run(batches)
+        else:  # each worker its own connection and every workers-th batch
+            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="semret-pgvector") as pool:
+                parts = list(pool.map(run, [batches[w::workers] for w in range(workers)]))
+            found = {row: rows for part in parts for row, rows in part.items()}
         for row, rows in found.items():
             if self.mode == "rerank" and self.scan == "exact":
                 assert embeddings is not None
