@@ -52,7 +52,7 @@ def fashion_dir(tmp_path: Path) -> Path:
 
 
 def test_names_and_infos(tmp_path: Path) -> None:
-    assert dataset_names() == ["cifar10", "cifar100", "fashion-mnist", "folder"]
+    assert dataset_names() == ["cifar10", "cifar100", "fashion-mnist", "folder", "stl10"]
     fashion = dataset_info("fashion-mnist")
     assert fashion.class_names == FASHION_MNIST_LABELS == FASHION_MNIST_CLASSES
     assert (fashion.hierarchy, fashion.vocabulary, fashion.splits) == (
@@ -62,7 +62,7 @@ def test_names_and_infos(tmp_path: Path) -> None:
     )
     assert dataset_info("cifar10").class_names == CIFAR10_CLASSES
     assert len(CIFAR100_CLASSES) == 100 and CIFAR100_CLASSES[1] == "aquarium_fish"
-    for name in ("cifar10", "cifar100", "fashion-mnist"):
+    for name in ("cifar10", "cifar100", "fashion-mnist", "stl10"):
         info = dataset_info(name)
         hierarchy = info.class_hierarchy()
         assert hierarchy.require_classes(info.class_names)  # every class is a node
@@ -73,7 +73,7 @@ def test_names_and_infos(tmp_path: Path) -> None:
 
 def test_unknown_dataset_and_split() -> None:
     with pytest.raises(
-        SemretError, match=r"unknown dataset 'mnist'; known datasets: cifar10, cifar100, fashion-mnist, folder"
+        SemretError, match=r"unknown dataset 'mnist'; known datasets: cifar10, cifar100, fashion-mnist, folder, stl10"
     ):
         load_dataset("mnist", "test")
     with pytest.raises(SemretError, match=r"unknown dataset"):

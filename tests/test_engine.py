@@ -10,7 +10,9 @@ import pytest
 from sqlalchemy import text
 
 from semret.errors import DatabaseUnavailableError, SemretError
+from semret.sql import engine as engine_module
 from semret.sql.engine import (
+    FairGate,
     connect,
     default_database_path,
     describe_url,
@@ -123,3 +125,50 @@ def test_postgresql_plans_every_statement_for_its_own_parameters(postgres_url: s
     with own.connect() as conn:  # a URL's own options are left as they are
         assert conn.exec_driver_sql("SHOW plan_cache_mode").scalar_one() == "auto"
     own.dispose()
+
+
+def test_the_gate_serves_waiters_first_come_first_served() -> None:
+    gate = FairGate(1)
+    assert gate.acquire(1)
+    order: list[int] = []
+
+    def wait_then_note(number: int) -> None:
+        assert gate.acquire(10)
+        order.append(number)
+        gate.release()
+
+    threads = []
+    for number in range(5):
+        thread = threading.Thread(target=wait_then_note, args=(number,))
+        thread.start()
+        threads.append(thread)
+        deadline = time.monotonic() + 5
+        while len(gate._waiters) < number + 1 and time.monotonic() < deadline:  # queued in this order
+            time.sleep(0.001)
+    gate.release()
+    for thread in threads:
+        thread.join(10)
+    assert order == [0, 1, 2, 3, 4]
+    # a slot released is not taken back by its releaser ahead of a waiter
+    assert gate.acquire(1)
+    assert not gate.acquire(0.05)  # timed out: its place in the queue is given up
+    assert not gate._waiters
+    gate.release()
+    assert gate.acquire(0) and gate._free == 0
+
+
+@pytest.mark.postgres
+def test_a_pool_busy_too_long_is_a_clear_error(postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(engine_module, "POOL_TIMEOUT_SECONDS", 0.2)
+    engine = make_engine(postgres_url, pool_size=1, max_overflow=0)
+    try:
+        with (
+            connect(engine),
+            pytest.raises(SemretError, match=r"all 1 connections to .* stayed busy for 0.2 s"),
+            connect(engine),
+        ):
+            pass
+        with connect(engine) as conn:  # the slot came back
+            assert conn.execute(text("SELECT 1")).scalar() == 1
+    finally:
+        engine.dispose()

@@ -69,6 +69,11 @@ def import_collection(
         split = "test" if "test" in dataset_info(dataset, data_dir).splits else "all"
     require_current_schema(engine)
     images = load_dataset(dataset, split, data_dir, download=download, image_size=image_size)
+    if not images.labelled:
+        raise SemretError(
+            f"{dataset}'s {split} split has no labels: a collection holds labelled images (the unlabelled "
+            "images serve unsupervised training, e.g. `semret hash train --method cimon`)"
+        )
     collection = name or f"{dataset}-{split}"
     counts = import_image_set(engine, collection, images)
     return ImportReport(collection, dataset, split, len(images), len(images.class_names), counts)

@@ -6,9 +6,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.table import Table
 from sqlalchemy import Engine
 
 from semret.app.classify import Classification, classify_collection
+from semret.app.code_classify import DEFAULT_HIDDEN, CodeClassification, classify_from_codes, plot_confusion
 from semret.app.features import DEFAULT_BACKBONE
 from semret.app.iwan import collection_aliases, label_aliases, link_predictions
 from semret.cli._app import (
@@ -25,6 +27,7 @@ from semret.cli._app import (
     progress_bars,
 )
 from semret.cli.iwan import AliasesOption, print_link_report
+from semret.errors import SemretError
 from semret.iwan.links import write_predictions
 
 app = Commands()
@@ -38,8 +41,13 @@ TrainCollectionOption = Annotated[
     ),
 ]  # fmt: skip
 HiddenOption = Annotated[
-    int, typer.Option("--hidden", min=0, help="Classifier: units of a hidden ReLU layer (0: softmax regression).")
-]
+    int | None,
+    typer.Option(
+        "--hidden", min=0, show_default=False,
+        help="Classifier: units of a hidden ReLU layer (0: softmax regression; default 0 on features, "
+        f"{DEFAULT_HIDDEN} on --codes).",
+    ),
+]  # fmt: skip
 ClassifierEpochsOption = Annotated[int, typer.Option("--epochs", min=1, help="Classifier: training epochs.")]
 SeedOption = Annotated[int, typer.Option("--seed", help="Seeds the classifier's training.")]
 
@@ -79,9 +87,23 @@ def classify(
     backbone: BackboneOption = None,
     weights: WeightsOption = None,
     image_size: ImageSizeOption = None,
-    hidden: HiddenOption = 0,
+    hidden: HiddenOption = None,
     epochs: ClassifierEpochsOption = 30,
     seed: SeedOption = 0,
+    codes: Annotated[
+        str | None,
+        typer.Option(
+            "--codes",
+            metavar="MODEL",
+            show_default=False,
+            help="Classify from this hash model's stored codes instead: train on the train split's codes, "
+            "report the test accuracy and confusion matrix (nothing is linked).",
+        ),
+    ] = None,
+    plot: Annotated[
+        Path | None,
+        typer.Option("--plot", metavar="FILE", help="With --codes: the confusion matrix as a PNG.", show_default=False),
+    ] = None,
     out: Annotated[
         Path | None,
         typer.Option(
@@ -100,13 +122,46 @@ def classify(
 
     A classifier trained on backbone features (of the collection's train split, or of
     --train-collection) predicts every image; each image is then linked to the norm words of its
-    classes, as `semret iwan link` does, or with --out the predictions are written to a file."""
+    classes, as `semret iwan link` does, or with --out the predictions are written to a file.
+
+    With --codes MODEL the classifier learns from a hash model's codes (`semret hash encode`) and
+    is tested on the collection's test split (seed 004: an MLP on CIMON's codes)."""
     engine = engine_for(ctx, db)
+    if codes is not None:
+        if out is not None or aliases or backbone or weights or image_size:
+            raise SemretError("--codes classifies stored codes: leave out --out, --aliases and the backbone options")
+        with progress_bars() as progress:
+            by_codes = classify_from_codes(
+                engine, codes, collection, train_collection, DEFAULT_HIDDEN if hidden is None else hidden, epochs,
+                seed, RestartingProgress(progress),
+            )  # fmt: skip
+        print_code_classification(by_codes)
+        if plot is not None:
+            console.print(f"confusion matrix written to {plot_confusion(by_codes, plot).resolve()}")
+        return
+    if plot is not None:
+        raise SemretError("--plot draws the confusion matrix of --codes")
     found = classify_with_progress(
-        engine, collection, train_collection, backbone, weights, image_size, cache_dir, hidden, epochs, seed
+        engine, collection, train_collection, backbone, weights, image_size, cache_dir, hidden or 0, epochs, seed
     )
     if out is not None:
         console.print(f"predictions written to {write_predictions(out, found.predictions).resolve()}")
         return
     table = label_aliases(aliases=aliases) if aliases else collection_aliases(engine, collection)
     print_link_report(collection, link_predictions(engine, collection, found.predictions, table))
+
+
+def print_code_classification(found: CodeClassification) -> None:
+    """The accuracy and the confusion matrix (rows: true class, columns: predicted) as a table."""
+    console.print(
+        f"classifier on the {found.n_bits}-bit codes of {found.model}: trained on {found.train_images:,} images of "
+        f"{found.train_collection} (accuracy {found.train_accuracy:.3f}, {found.train_seconds:.1f} s CPU), "
+        f"test accuracy {found.test_accuracy:.3f} on {found.test_images:,} images of {found.collection}"
+    )
+    table = Table(title="confusion matrix (rows: true class, columns: predicted)")
+    table.add_column("class")
+    for number in range(len(found.class_names)):
+        table.add_column(str(number), justify="right")
+    for number, (name, row) in enumerate(zip(found.class_names, found.confusion, strict=True)):
+        table.add_row(f"{number} {name}", *(str(int(count)) for count in row))
+    console.print(table)

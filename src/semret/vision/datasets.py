@@ -1,12 +1,14 @@
-"""Labelled image datasets: Fashion-MNIST, CIFAR-10, CIFAR-100 and folders of images per class.
+"""Labelled image datasets: Fashion-MNIST, CIFAR-10, CIFAR-100, STL-10 and folders of images per class.
 
 `load_dataset` gives an `ImageSet`: images as uint8 arrays with stable ids, labels, class names
 and where each image's pixels came from. `dataset_info` tells, without reading any image, a
 dataset's classes, splits, class hierarchy and label vocabulary (for IWAN).
 
 Ids are positions in a dataset's train-then-test order, with the test split starting at the
-official size of the train split (Fashion-MNIST 60,000, CIFAR 50,000), so the same image has the
-same id whichever split is loaded, and even when a sample ships only one split. A folder dataset
+official size of the train split (Fashion-MNIST 60,000, CIFAR 50,000, STL-10 5,000), so the same
+image has the same id whichever split is loaded, and even when a sample ships only one split.
+STL-10's 100,000 unlabelled images (split ``unlabeled``, label -1) follow its test split (ids from
+13,000). A folder dataset
 numbers its image files in sorted order of their paths.
 
 Where files are looked for, and what ``download`` does, is described in ``docs/datasets.md``.
@@ -76,7 +78,12 @@ CIFAR100_COARSE: dict[str, list[str]] = {
     "vehicles_2": ["lawn_mower", "rocket", "streetcar", "tank", "tractor"],
 }
 
+STL10_CLASSES = ["airplane", "bird", "car", "cat", "deer", "dog", "horse", "monkey", "ship", "truck"]
+
 TRAIN_TEST = ("train", "test", "all")
+#: The split of images without labels (STL-10's), and the label they carry.
+UNLABELED = "unlabeled"
+NO_LABEL = -1
 #: Where Debian's ``dataset-fashion-mnist`` package puts the IDX files.
 SYSTEM_FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 #: The four Fashion-MNIST IDX files of each split (images, labels), without ``.gz``.
@@ -87,6 +94,8 @@ FASHION_MNIST_FILES = {
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".ppm", ".webp"})
 FOLDER_HIERARCHY_FILE = "hierarchy.json"
 FOLDER_ALIASES_FILE = "words.aliases"
+#: Images hashed at a time by `ImageSet.fingerprint`.
+_FINGERPRINT_IMAGES = 4096
 #: Show a progress bar when a folder dataset has at least this many image files to read.
 PROGRESS_MIN_FILES = 200
 
@@ -148,12 +157,18 @@ class ImageSet:
         digest.update(np.ascontiguousarray(self.image_ids, dtype="<i8").tobytes())
         digest.update(np.ascontiguousarray(self.labels, dtype="<i8").tobytes())
         digest.update(repr(self.images.shape).encode())
-        digest.update(np.ascontiguousarray(self.images, dtype=np.uint8).data)
+        for start in range(0, len(self.images), _FINGERPRINT_IMAGES):  # in pieces: no copy of a large set
+            digest.update(np.ascontiguousarray(self.images[start : start + _FINGERPRINT_IMAGES], dtype=np.uint8).data)
         return digest.hexdigest()[:16]
 
+    @property
+    def labelled(self) -> bool:
+        """Whether every image has a label (STL-10's ``unlabeled`` images have none: -1)."""
+        return bool(len(self.labels) == 0 or self.labels.min() >= 0)
+
     def label_names(self) -> list[str]:
-        """Each image's label as its class name."""
-        return [self.class_names[int(i)] for i in self.labels]
+        """Each image's label as its class name ("" for an image without a label)."""
+        return [self.class_names[int(i)] if i >= 0 else "" for i in self.labels]
 
 
 def _concatenate(first: ImageSet, second: ImageSet, split: str) -> ImageSet:
@@ -225,6 +240,7 @@ _BUILT_IN = {
         "cifar100", CIFAR100_CLASSES, "cifar100", "cifar100", TRAIN_TEST, coarse_classes=CIFAR100_COARSE
     ),
     "fashion-mnist": DatasetInfo("fashion-mnist", FASHION_MNIST_CLASSES, "fashion-mnist", "fashion-mnist", TRAIN_TEST),
+    "stl10": DatasetInfo("stl10", STL10_CLASSES, "stl10", "stl10", (*TRAIN_TEST, UNLABELED)),
 }
 FOLDER = "folder"
 
@@ -258,10 +274,11 @@ def load_dataset(
 ) -> ImageSet:
     """The images of one split (``train``, ``test`` or ``all``: train then test) of a dataset.
 
-    ``data_dir``: where the files are (see docs/datasets.md for the defaults); ``download``: fetch
-    Fashion-MNIST or CIFAR with torchvision when they are not there; ``image_size``: the side of
-    the square a folder dataset's images are resized and centre-cropped to (the other datasets
-    keep their native 28 x 28 or 32 x 32).
+    STL-10 also has ``unlabeled``: its 100,000 images without labels (label -1), for unsupervised
+    training. ``data_dir``: where the files are (see docs/datasets.md for the defaults);
+    ``download``: fetch Fashion-MNIST, CIFAR or STL-10 with torchvision when they are not there;
+    ``image_size``: the side of the square a folder dataset's images are resized and centre-cropped
+    to (the other datasets keep their native 28 x 28, 32 x 32 or 96 x 96).
     """
     _check_name(name)
     if name == FOLDER:
@@ -272,6 +289,8 @@ def load_dataset(
     _check_split(info, split)
     if name == "fashion-mnist":
         return _load_fashion_mnist(split, data_dir, download)
+    if name == "stl10":
+        return _load_stl10(split, data_dir, download)
     return _load_cifar(_CIFAR[name], split, data_dir, download)
 
 
@@ -543,16 +562,117 @@ def _load_cifar(layout: _CifarLayout, split: str, data_dir: str | Path | None, d
     return _join_splits([_read_cifar_split(layout, folder, part) for part in parts], split)
 
 
-def _torchvision_download(class_name: str, root: Path, title: str) -> None:
+def _torchvision_download(class_name: str, root: Path, title: str, split: str | None = None) -> None:
     """Let torchvision download (and check, and extract) a dataset into ``root``."""
     from torchvision import datasets  # slow to import: only when downloading
 
     root.mkdir(parents=True, exist_ok=True)
     try:
-        # train=False: torchvision downloads every file but then reads only the smaller test split
-        getattr(datasets, class_name)(root=str(root), train=False, download=True)
+        # the test split: torchvision downloads every file but then reads only the smaller split
+        chosen = {"train": False} if split is None else {"split": split}
+        getattr(datasets, class_name)(root=str(root), download=True, **chosen)
     except (OSError, RuntimeError, ValueError) as exc:
         raise SemretError(f"downloading {title} with torchvision into {root} failed: {exc}") from exc
+
+
+# --- STL-10 --------------------------------------------------------------------------------------
+
+#: torchvision's STL-10 folder (the extracted binary archive) and its files per split.
+STL10_FOLDER = "stl10_binary"
+STL10_ARCHIVE = "stl10_binary.tar.gz"
+STL10_FILES = {
+    "train": ("train_X.bin", "train_y.bin"),
+    "test": ("test_X.bin", "test_y.bin"),
+    UNLABELED: ("unlabeled_X.bin", None),
+}
+#: Each split's first id (train, then test, then the unlabelled images) and official size.
+STL10_OFFSETS = {"train": 0, "test": 5_000, UNLABELED: 13_000}
+STL10_SIZES = {"train": 5_000, "test": 8_000, UNLABELED: 100_000}
+STL10_SIDE = 96
+
+
+def _stl10_images(file: Path) -> npt.NDArray[np.uint8]:
+    """A ``*_X.bin`` file as (n, 96, 96, 3) RGB, memory-mapped (the unlabelled file is 2.7 GB).
+
+    The file holds each image as 3 x 96 x 96 bytes, each channel column-major (torchvision reads
+    it as (n, 3, 96, 96) and swaps the last two axes), so (n, 3, W, H) -> (n, H, W, 3)."""
+    image_bytes = 3 * STL10_SIDE * STL10_SIDE
+    try:
+        size = file.stat().st_size
+    except OSError as exc:
+        raise SemretError(f"cannot read {file}: {exc.strerror or exc}") from exc
+    if size == 0 or size % image_bytes:
+        raise SemretError(
+            f"{file}: {size:,} bytes is not a whole number of STL-10 images ({image_bytes:,} bytes each): "
+            "a truncated or foreign file"
+        )
+    raw = np.memmap(file, dtype=np.uint8, mode="r", shape=(size // image_bytes, 3, STL10_SIDE, STL10_SIDE))
+    return raw.transpose(0, 3, 2, 1)
+
+
+def _stl10_labels(file: Path, n: int) -> npt.NDArray[np.int64]:
+    """A ``*_y.bin`` file: one byte per image, classes numbered 1..10, as 0..9."""
+    try:
+        raw = np.fromfile(file, dtype=np.uint8)
+    except OSError as exc:
+        raise SemretError(f"cannot read {file}: {exc.strerror or exc}") from exc
+    if len(raw) != n:
+        raise SemretError(f"{file}: {len(raw):,} labels for {n:,} images")
+    if len(raw) and (raw.min() < 1 or raw.max() > len(STL10_CLASSES)):
+        position = int(np.flatnonzero((raw < 1) | (raw > len(STL10_CLASSES)))[0])
+        raise SemretError(f"{file}: label {int(raw[position])} of image {position} is not a class (1..10)")
+    return raw.astype(np.int64) - 1
+
+
+def _check_stl10_classes(file: Path) -> None:
+    """``class_names.txt``, where present, must list STL-10's classes in order."""
+    if not file.is_file():
+        return
+    names = [line.strip() for line in file.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()]
+    if names != STL10_CLASSES:
+        raise SemretError(
+            f"{file}: the class names ({', '.join(names[:5])}...) are not STL-10's ({', '.join(STL10_CLASSES)})"
+        )
+
+
+def _read_stl10_split(folder: Path, split: str) -> ImageSet:
+    images_name, labels_name = STL10_FILES[split]
+    images_file = folder / images_name
+    images = _stl10_images(images_file)
+    n = len(images)
+    if n > STL10_SIZES[split]:
+        raise SemretError(f"{images_file}: {n:,} images, more than STL-10's {STL10_SIZES[split]:,} in {split}")
+    labels = np.full(n, NO_LABEL, dtype=np.int64) if labels_name is None else _stl10_labels(folder / labels_name, n)
+    source = str(images_file.resolve())
+    offset = STL10_OFFSETS[split]
+    return ImageSet(
+        "stl10",
+        split,
+        np.arange(offset, offset + n, dtype=np.int64),
+        images if split == UNLABELED else np.ascontiguousarray(images),  # 2.7 GB unlabelled: mapped, not read
+        labels,
+        list(STL10_CLASSES),
+        [f"{source}#{i}" for i in range(n)],
+    )
+
+
+def _load_stl10(split: str, data_dir: str | Path | None, download: bool) -> ImageSet:
+    root = Path(data_dir) if data_dir is not None else default_data_root()
+    folder = root / STL10_FOLDER
+    parts = [UNLABELED] if split == UNLABELED else _parts(split)
+    needed = [name for part in parts for name in STL10_FILES[part] if name is not None]
+    missing = [name for name in needed if not (folder / name).is_file()]
+    if missing and download:
+        _torchvision_download("STL10", root, "STL-10", split="test")
+        missing = [name for name in needed if not (folder / name).is_file()]
+    if missing:
+        raise SemretError(
+            f"STL-10 not found in {folder}: no {', '.join(missing)}. Pass --download to fetch it with torchvision "
+            f"into {root} (2.6 GB), or extract {STL10_ARCHIVE} so that {STL10_FOLDER}/ sits in the folder given "
+            "with --data-dir"
+        )
+    _check_stl10_classes(folder / "class_names.txt")
+    return _join_splits([_read_stl10_split(folder, part) for part in parts], split)
 
 
 # --- folders of images per class -----------------------------------------------------------------
@@ -740,5 +860,7 @@ def read_image_sources(dataset: str, sources: Sequence[str], image_size: int = 2
         return images
     if dataset == "fashion-mnist":
         return _read_positions(sources, lambda file: read_idx(file).astype(np.uint8, copy=False))
+    if dataset == "stl10":
+        return _read_positions(sources, _stl10_images)
     layout = _CIFAR[dataset]
     return _read_positions(sources, lambda file: _read_cifar_batch(layout, file)[0])
