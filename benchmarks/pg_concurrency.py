@@ -9,7 +9,9 @@ Measured: the throughput (queries / wall time of the whole run), each query's la
 the wait for a pooled connection) as p50 / p99 / max, the errors (any exception: must be 0), and
 whether every result equals the same query's result run alone beforehand. The same queries run
 one after the other on one thread give the baseline throughput. The run is repeated with other
-pools (`POOL_SWEEP`), on the same server and data.
+pools (`POOL_SWEEP`), on the same server and data, and with the default and the smallest pool
+without semret's first-come-first-served gate (`semret.sql.engine.FairGate`): SQLAlchemy's pool
+alone, as before the gate.
 
     uv run python benchmarks/pg_concurrency.py
 """
@@ -30,6 +32,7 @@ from sqlalchemy import Engine, event
 
 from semret.app.embedded_postgres import throwaway_server
 from semret.hashing.retrieval import HashQueries
+from semret.sql import engine as engine_module
 from semret.sql.engine import POOL_MAX_OVERFLOW, POOL_SIZE, make_engine
 from semret.sql.hash_store import StoredModel
 from semret.sql.pgvector_search import PgvectorHashSearcher
@@ -73,10 +76,13 @@ class Run:
 
 def concurrent_run(
     url: str, model: StoredModel, rows: list[HashQueries], alone: list[npt.NDArray[np.int64]], threads: int,
-    pool_size: int, max_overflow: int,
+    pool_size: int, max_overflow: int, gate: bool = True,
 ) -> Run:  # fmt: skip
-    """``threads`` threads at once, each its share of ``rows``, on one engine and one searcher."""
+    """``threads`` threads at once, each its share of ``rows``, on one engine and one searcher;
+    ``gate=False``: without semret's first-come-first-served gate (SQLAlchemy's pool alone)."""
     engine = make_engine(url, pool_size=pool_size, max_overflow=max_overflow)
+    if not gate:
+        engine_module._GATES.pop(engine)  # the comparison of before the gate
     peak = track_checkouts(engine)
     searcher = PgvectorHashSearcher(engine, model, "bench", mode="rerank", scan="approximate")
     per_thread = len(rows) // threads
@@ -104,7 +110,14 @@ def concurrent_run(
     wall = time.perf_counter() - start
     engine.dispose()
     same = sum(r is not None and np.array_equal(r, a) for r, a in zip(results, alone, strict=True))
-    return Run(f"{pool_size} + {max_overflow}", peak["peak"], len(rows) / wall, latencies, errors, same)
+    return Run(
+        f"{pool_size} + {max_overflow}{'' if gate else ', no gate'}",
+        peak["peak"],
+        len(rows) / wall,
+        latencies,
+        errors,
+        same,
+    )
 
 
 def main() -> int:
@@ -128,6 +141,10 @@ def main() -> int:
         runs = [
             concurrent_run(url, model, rows, alone, args.threads, size, overflow)
             for size, overflow in ((POOL_SIZE, POOL_MAX_OVERFLOW), *POOL_SWEEP)
+        ]
+        runs += [  # before the gate: SQLAlchemy's pool alone, the same pools
+            concurrent_run(url, model, rows, alone, args.threads, size, overflow, gate=False)
+            for size, overflow in ((POOL_SIZE, POOL_MAX_OVERFLOW), (4, 0))
         ]
     print(machine_line())
     print(
