@@ -118,6 +118,33 @@ def timed(
     return n / (time.perf_counter() - start), scores, ids
 
 
+def bit_count_plan(engine: object, searcher: SqlHammingSearcher, codes: npt.NDArray[np.uint8]) -> list[str]:
+    """The lines of EXPLAIN ANALYZE of today's bit_count statement for one query that tell how it
+    runs (Gather, workers, the scan, the time)."""
+    from sqlalchemy import event
+
+    seen: list[tuple[str, object]] = []
+
+    def note(conn: object, cursor: object, statement: str, parameters: object, *rest: object) -> None:
+        seen.append((statement, parameters))
+
+    event.listen(engine, "before_cursor_execute", note)
+    try:
+        searcher.search(codes[:1], K)
+    finally:
+        event.remove(engine, "before_cursor_execute", note)
+    statement, parameters = seen[-1]
+    raw = engine.raw_connection()  # type: ignore[attr-defined]
+    try:
+        cursor = raw.cursor()
+        cursor.execute("EXPLAIN ANALYZE " + statement, parameters)
+        lines = [str(row[0]) for row in cursor.fetchall()]
+    finally:
+        raw.close()
+    keep = ("Gather", "Workers", "Parallel", "Seq Scan", "Execution Time")
+    return [line.strip() for line in lines if any(word in line for word in keep)]
+
+
 def recall(found: npt.NDArray[np.int64], expected: npt.NDArray[np.int64]) -> float:
     return float(np.mean([len(set(a) & set(b)) / len(b) for a, b in zip(found, expected, strict=True)]))
 
@@ -168,6 +195,7 @@ def main() -> int:
                     equal = bool(np.array_equal(ids, want_ids) and np.array_equal(scores, want_scores))
                     rows.append((label, mode, n, speed, recall(ids, want_ids), equal))
         rows = [(label, mode, n, best[i], found, equal) for i, (label, mode, n, _, found, equal) in enumerate(rows)]
+        plan = bit_count_plan(engine, SqlHammingSearcher(engine, model, "bench"), data.queries.codes)
         engine.dispose()
     base = rows[0][3]
     print(machine_line())
@@ -198,6 +226,10 @@ def main() -> int:
         fastest = max(fastest, hnsw[3])
     ok = ok and fastest >= TARGET_SPEED_UP * base
     print(f"exact scans equal to memory: {exact_equal}")
+    print()
+    print("today's bit_count statement, one query (EXPLAIN ANALYZE, the lines on how it runs):")
+    for line in plan:
+        print(f"    {line}")
     return 0 if ok else 1
 
 

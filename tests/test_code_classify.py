@@ -82,3 +82,10 @@ def test_classify_from_codes_errors(stored: tuple[str, Path]) -> None:
     assert mixed.exit_code == 1 and "--codes classifies stored codes" in mixed.stderr
     plot_alone = semret("classify", "--collection", "fm-test", "--plot", "x.png", "--db", database)
     assert plot_alone.exit_code == 1 and "--plot draws the confusion matrix of --codes" in plot_alone.stderr
+
+
+def test_test_images_never_train(stored: tuple[str, Path]) -> None:
+    database, _ = stored
+    same = semret("classify", "--collection", "fm-test", "--train-collection", "fm-test", "--codes", "fm",
+                  "--db", database)  # fmt: skip
+    assert same.exit_code == 1 and "every labelled image of 'fm-test' is a test image of 'fm-test'" in same.stderr

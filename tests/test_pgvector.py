@@ -95,18 +95,23 @@ def test_a_batch_split_over_connections_gives_the_same_results(engine: Engine, t
     store_hashes(engine, stored, "shop", ids, embeddings, codes)
     queries = HashQueries(embeddings[:12], codes[:12])
     one = hash_searcher(engine, stored, "shop", scan=scan).search(queries, 8, exclude_ids=ids[:12])
-    threads: set[str] = set()
+    threads: list[str] = []
 
     def note(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
         if "unnest" in statement:
-            threads.add(threading.current_thread().name)
+            threads.append(threading.current_thread().name)
 
     event.listen(engine, "before_cursor_execute", note)
     try:
         split = hash_searcher(engine, stored, "shop", scan=scan, connections=3).search(queries, 8, exclude_ids=ids[:12])
     finally:
         event.remove(engine, "before_cursor_execute", note)
+    # three statements (one per connection's share), each run from the searcher's worker threads
     assert len(threads) == 3 and all(name.startswith("semret-pgvector") for name in threads)
+    empty = hash_searcher(engine, stored, "shop", scan=scan, connections=3).search(
+        HashQueries(embeddings[:0], codes[:0]), 8
+    )
+    assert empty[0].shape == (0, 8) and empty[1].shape == (0, 8)
     np.testing.assert_array_equal(split[1], one[1])
     np.testing.assert_array_equal(split[0], one[0])
     with pytest.raises(SemretError, match="connections"):

@@ -547,7 +547,10 @@ def test_kmeans_queries_whose_probed_lists_are_empty(small: Any) -> None:
 # --- the shared refinement ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("n", "m", "d"), [(1, 1, 1), (7, 3, 16), (50, 14, 128), (3, 5, 300)])
+@pytest.mark.parametrize(
+    ("n", "m", "d"),
+    [(1, 1, 1), (7, 3, 16), (50, 14, 128), (3, 5, 300), (40, 14, 768), (20, 5, 1536), (3, 3, 9000), (10, 14, 8193)],
+)
 def test_row_and_pair_similarities_are_the_same_numbers(n: int, m: int, d: int) -> None:
     """`row_similarities` (the engines' re-ranker) and `pair_similarities` (the bucket kinds' and
     CosineIndex's) compute the one defined similarity: equal to the last bit, and to float32 of an
@@ -595,3 +598,7 @@ def test_kmeans_counts_candidates_of_the_last_search_only_when_asked(small: Any)
     index.search(queries[3:], 5)
     index.n_probe = 7  # type: ignore[attr-defined]  # a later setting does not change the count
     assert index.last_candidates.tolist() == first[3:].tolist()
+    index.n_probe = 2  # type: ignore[attr-defined]
+    index.search(queries, 5)
+    index.add(np.arange(100_000, 100_050), vectors[:50])  # an add counts them first: as searched
+    assert index.last_candidates.tolist() == first.tolist()

@@ -2,10 +2,10 @@
 
 Seed 004 trained CIMON's codes without labels, then "a small MLP" on the 128-bit codes of STL-10's
 5,000 training images with cross entropy, and reported the test accuracy (86.56%). Here the codes
-are any stored hash model's (`semret hash encode`: the semantic hash, CIMON, ...), read from the
-store; each code's bits become +-1 inputs of a `semret.vision.classifier.FeatureClassifier`
-(one hidden ReLU layer by default, Adam, cross entropy), trained on the collection's train split
-(or on another collection), tested on its test split. The confusion matrix is scikit-learn's.
+are a stored hash model's (`semret hash encode`), read from the store; each code's bits become
++-1 inputs of a `semret.vision.classifier.FeatureClassifier` (one hidden ReLU layer by default,
+Adam, cross entropy), trained on the collection's train split (or on another collection), tested
+on its test split. The confusion matrix is scikit-learn's.
 """
 
 from __future__ import annotations
@@ -72,8 +72,9 @@ def classify_from_codes(
     """Train a classifier on the codes of ``model`` and test it.
 
     Without ``train_collection``: trained on the codes of ``collection``'s train split, tested on
-    its test split. With it: trained on all of that collection's labelled codes, tested on the
-    test split of ``collection`` if it has one, else on all of its labelled codes.
+    its test split. With it: trained on that collection's labelled codes, tested on the test split
+    of ``collection`` if it has one, else on all of its labelled codes; images that are test
+    images too (the same collection, or collections of one dataset) are left out of the training.
     """
     from sklearn.metrics import confusion_matrix
 
@@ -103,6 +104,18 @@ def classify_from_codes(
         if not test_rows.any():
             test_rows = known
         train_name = train_collection
+        # the same images (the same collection, or one of the same dataset, whose ids name the
+        # same images) never train and test at once
+        same_images = train_collection == collection or (
+            images.dataset is not None and images.dataset == collection_images(engine, train_collection).dataset
+        )
+        if same_images:
+            train_rows &= ~np.isin(train.image_ids, target.image_ids[test_rows])
+            if not train_rows.any():
+                raise SemretError(
+                    f"every labelled image of {train_collection!r} is a test image of {collection!r}: "
+                    "train on other images"
+                )
     train_labels = [str(label) for label, keep in zip(train.labels, train_rows, strict=True) if keep]
     test_labels = [str(label) for label, keep in zip(target.labels, test_rows, strict=True) if keep]
     class_names = sorted(set(train_labels))

@@ -72,7 +72,7 @@ def import_collection(
     if not images.labelled:
         raise SemretError(
             f"{dataset}'s {split} split has no labels: a collection holds labelled images (the unlabelled "
-            "images serve unsupervised training, e.g. `semret hash train --method cimon`)"
+            "images serve unsupervised training in Python, e.g. `semret.hashing.cimon.CimonHasher`)"
         )
     collection = name or f"{dataset}-{split}"
     counts = import_image_set(engine, collection, images)

@@ -65,7 +65,8 @@ class SimilarityGraph:
 
 def distance_mode(distances: npt.NDArray[np.float64]) -> float:
     """The left edge of the fullest 0.01-wide bin over [0, 1) of the distances strictly between 0
-    and 1 (the first such bin on ties), as CIMON's code scans for it."""
+    and 1 (the first such bin on ties), as CIMON's code scans for it (it counts cur < d < cur +
+    0.01, so a distance exactly on a bin edge is in no bin there and in the bin above here)."""
     inside = distances[(distances > 0) & (distances < 1)]
     if not len(inside):
         raise SemretError("every pair of training features is at cosine distance 0 or >= 1: no graph can be made")
@@ -263,7 +264,7 @@ class CimonHasher(Configurable):
                 total, batches = 0.0, 0
                 for start in range(0, len(order), self.batch_size):
                     batch = order[start : start + self.batch_size]
-                    if len(batch) < 2:
+                    if len(batch) < 2:  # a last batch of one has no pairs (the original keeps it)
                         continue
                     first_view = torch.randint(n_views, (len(batch),), generator=generator)
                     shift = torch.randint(1, n_views, (len(batch),), generator=generator)

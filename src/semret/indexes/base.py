@@ -92,7 +92,8 @@ class VectorIndex(Configurable, SearcherBase, ABC):
     @property
     def last_candidates(self) -> npt.NDArray[np.int64]:
         """Candidates scored per query by the last search (counted now where the engine counts
-        them only when asked: the k-means lists probed)."""
+        them only when asked: the k-means lists probed, from the last batch of queries, which is
+        kept until then; an `add` or `fit` counts them first)."""
         if self._count_later is not None:
             self._last_candidates, self._count_later = self._count_later(), None
         return self._last_candidates
@@ -171,8 +172,15 @@ class VectorIndex(Configurable, SearcherBase, ABC):
             raise SemretError(f"ids not in the {self.kind} index: {wanted[positions < 0][:5].tolist()}")
         return self.store.gather(positions)
 
+    def _settle_count(self) -> None:
+        """Count the last search's candidates now if they are still to be counted: the index is
+        about to change."""
+        if self._count_later is not None:
+            _ = self.last_candidates
+
     def fit(self, vectors: npt.ArrayLike, labels: npt.ArrayLike | None = None) -> Self:
         """Learn what the index needs from (n, dim) vectors (labels are optional hints)."""
+        self._settle_count()
         unit = normalise(vectors, self.dim)
         if len(unit) == 0:
             raise SemretError(f"cannot fit a {self.kind} index on no vectors")
@@ -184,6 +192,7 @@ class VectorIndex(Configurable, SearcherBase, ABC):
 
     def add(self, ids: npt.ArrayLike, vectors: npt.ArrayLike) -> None:
         """Add (n, dim) vectors under distinct new ids (>= 0). Nothing is added if any fails."""
+        self._settle_count()
         if self.needs_fit and self.fitted_attribute:
             check_is_fitted(self, self.fitted_attribute)
         array = np.asarray(vectors)

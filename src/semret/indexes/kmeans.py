@@ -308,8 +308,8 @@ class IvfStore(VectorStore):
     def reconstruct(self, numbers: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]:
         """The (len(numbers), dim) vectors of faiss numbers (all valid), read from the lists by
         faiss' ``reconstruct_batch``, `RECONSTRUCT_BATCH` at a time: faiss runs a larger call on
-        OpenMP threads, which measured 4x slower (and a 4,096 chunk 19x) than these serial calls
-        on cores busy with other work, for about the same time on idle ones."""
+        OpenMP threads, which were several times slower than these serial calls on cores busy
+        with other work (docs/benchmarks.md)."""
         out = np.empty((len(numbers), self.dim), dtype=np.float32)
         if not len(numbers):
             return out

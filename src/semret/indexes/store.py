@@ -38,9 +38,11 @@ Added = tuple[npt.NDArray[np.int64], npt.NDArray[np.int64] | None]
 
 
 def similarity_error_bound(dim: int) -> float:
-    """Twice a bound of |float32 dot product - exact dot product| for unit vectors of ``dim``
-    dimensions (any summation order, FMA or not: gamma_d = d u / (1 - d u) <= (d + 4) u, u = the
-    unit roundoff; doubled for the margin of the candidate test)."""
+    """4 (d + 4) u (u = float32's unit roundoff, half its eps): twice a bound of |an engine's
+    float32 dot product of unit vectors - the defined similarity|, which is the float32 dot
+    product's error (any summation order, FMA or not: gamma_d = d u / (1 - d u) <= (d + 4) u)
+    plus the defined similarity's own rounding to float32 (u), with slack. The candidate test
+    needs twice that bound: a proposal more than this below the k-th cannot outscore it."""
     return float(4 * (dim + 4) * np.finfo(np.float32).eps / 2)
 
 

@@ -213,7 +213,7 @@ class PgvectorHashSearcher(SearcherBase):
         scores = np.full((len(codes), k), MISSING_SCORE, dtype=np.float32)
         ids = np.full((len(codes), k), NO_ID, dtype=np.int64)
         statement = text(self.statement())
-        per_statement = min(BATCH_QUERIES, -(-len(codes) // self.connections))
+        per_statement = max(1, min(BATCH_QUERIES, -(-len(codes) // self.connections)))
         batches = [(start, min(start + per_statement, len(codes))) for start in range(0, len(codes), per_statement)]
 
         def run(share: list[tuple[int, int]]) -> dict[int, list[Any]]:
