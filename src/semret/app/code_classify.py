@@ -10,6 +10,7 @@ on its test split. The confusion matrix is scikit-learn's.
 
 from __future__ import annotations
 
+import textwrap
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -57,6 +58,21 @@ def _labelled(stored: StoredHashes, where: str) -> npt.NDArray[np.bool_]:
     if not known.any():
         raise SemretError(f"{where} has no labelled images with codes")
     return known
+
+
+def _class_order(dataset: str | None, labels: set[str]) -> list[str]:
+    """The classes in the dataset's own order where the collection names a known dataset that
+    has them all, else sorted by name."""
+    from semret.vision.datasets import dataset_info
+
+    if dataset is not None:
+        try:
+            known = dataset_info(dataset).class_names
+        except SemretError:
+            known = []
+        if labels <= set(known):
+            return [name for name in known if name in labels]
+    return sorted(labels)
 
 
 def classify_from_codes(
@@ -118,7 +134,7 @@ def classify_from_codes(
                 )
     train_labels = [str(label) for label, keep in zip(train.labels, train_rows, strict=True) if keep]
     test_labels = [str(label) for label, keep in zip(target.labels, test_rows, strict=True) if keep]
-    class_names = sorted(set(train_labels))
+    class_names = _class_order(images.dataset, set(train_labels))
     unseen = sorted(set(test_labels) - set(class_names))
     if unseen:
         raise SemretError(
@@ -167,11 +183,12 @@ def plot_confusion(found: CodeClassification, path: str | Path) -> Path:
         ConfusionMatrixDisplay(found.confusion, display_labels=found.class_names).plot(
             ax=axes, xticks_rotation=60, colorbar=False, cmap="Blues"
         )
-        axes.set_title(
-            f"{found.model} ({found.n_bits}-bit codes) on {found.collection}: accuracy {found.test_accuracy:.3f}\n"
-            f"{found.test_images:,} test images; trained on {found.train_images:,} of {found.train_collection}",
-            fontsize=9,
+        title = (
+            f"{found.model} ({found.n_bits}-bit codes) on {found.collection}: test accuracy "
+            f"{found.test_accuracy:.3f} on {found.test_images:,} images; trained on {found.train_images:,} "
+            f"of {found.train_collection}"
         )
+        axes.set_title("\n".join(textwrap.wrap(title, 70)), fontsize=9)
         figure.tight_layout()
         figure.savefig(file, dpi=120)
     finally:
