@@ -34,7 +34,7 @@ from semret.core.search import MISSING_SCORE, NO_ID, SearcherBase
 from semret.core.validation import check_dim, check_ids, check_k, merge_sorted_ids
 from semret.errors import SemretError
 
-__all__ = ["CosineIndex", "check_directions", "normalise", "pair_similarities", "row_similarities"]
+__all__ = ["CosineIndex", "check_directions", "descending_key", "normalise", "pair_similarities", "row_similarities"]
 
 #: Similarity of a padding result.
 MISSING_SIMILARITY = MISSING_SCORE
@@ -93,6 +93,14 @@ def pair_similarities(
         queries = np.take(unit_queries, rows[start:stop], axis=0)
         result[start:stop] = np.einsum("pd,pd->p", vectors_of(start, stop), queries, dtype=np.float64)
     return result
+
+
+def descending_key(values: npt.NDArray[np.float32]) -> npt.NDArray[np.uint32]:
+    """uint32 keys whose ascending order is the descending order of float32 ``values`` (no NaN;
+    -0.0 and 0.0 differ: add 0.0 first to merge them)."""
+    bits = (-values).view(np.uint32)
+    key: npt.NDArray[np.uint32] = np.where(bits >> 31 == 1, ~bits, bits | np.uint32(1 << 31))
+    return key
 
 
 def row_similarities(
@@ -273,9 +281,7 @@ class CosineIndex(SearcherBase):
         found = self.similarities(unit_queries, rows, positions) + np.float32(0)  # -0.0 -> 0.0
         # One stable sort by (row, similarity descending) keeps the (row, position) input order
         # among equal similarities: ties go by position, that is by id.
-        bits = (-found).view(np.uint32)
-        descending = np.where(bits >> 31 == 1, ~bits, bits | np.uint32(1 << 31))
-        order = np.argsort((rows.astype(np.uint64) << np.uint64(32)) | descending, kind="stable")
+        order = np.argsort((rows.astype(np.uint64) << np.uint64(32)) | descending_key(found), kind="stable")
         rows, found, positions = rows[order], found[order], positions[order]
         counts = np.bincount(rows, minlength=n_queries)
         starts = np.cumsum(counts) - counts

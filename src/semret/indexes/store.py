@@ -22,7 +22,7 @@ from abc import ABC, abstractmethod
 import numpy as np
 import numpy.typing as npt
 
-from semret.core.cosine import pair_similarities, row_similarities
+from semret.core.cosine import descending_key, pair_similarities, row_similarities
 from semret.core.search import MISSING_SCORE, NO_ID
 from semret.core.validation import check_absent, check_ids
 from semret.errors import SemretError
@@ -131,9 +131,7 @@ class VectorStore(ABC):
             return scores, ids
         found = self.similarities(unit_queries, rows, positions) + np.float32(0)  # -0.0 -> 0.0
         # One sort by (row, similarity descending, position): positions are in id order.
-        bits = (-found).view(np.uint32)
-        descending = np.where(bits >> 31 == 1, ~bits, bits | np.uint32(1 << 31))
-        key = (rows.astype(np.uint64) << np.uint64(32)) | descending
+        key = (rows.astype(np.uint64) << np.uint64(32)) | descending_key(found)
         order = np.argsort(key, kind="stable") if sorted_pairs else np.lexsort((positions, key))
         rows, found, positions = rows[order], found[order], positions[order]
         counts = np.bincount(rows, minlength=n_queries)
@@ -167,9 +165,9 @@ class VectorStore(ABC):
         unsorted = np.flatnonzero(~in_order)
         if len(unsorted):
             part, part_valid = found[unsorted], valid[unsorted]
-            bits = (-part).view(np.uint32)
-            descending = np.where(bits >> 31 == 1, ~bits, bits | np.uint32(1 << 31)).astype(np.uint64)
-            key = (descending << np.uint64(32)) | safe[unsorted].astype(np.uint64)  # positions are in id order
+            key = (descending_key(part).astype(np.uint64) << np.uint64(32)) | safe[unsorted].astype(
+                np.uint64
+            )  # positions are in id order
             key[~part_valid] = np.iinfo(np.uint64).max
             order = np.argsort(key, axis=1)[:, :k]
             scores[unsorted] = np.take_along_axis(part, order, axis=1)

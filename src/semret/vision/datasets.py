@@ -544,22 +544,41 @@ def _check_cifar_meta(layout: _CifarLayout, file: Path) -> None:
 
 
 def _load_cifar(layout: _CifarLayout, split: str, data_dir: str | Path | None, download: bool) -> ImageSet:
-    root = Path(data_dir) if data_dir is not None else default_data_root()
-    folder = root / layout.folder
     parts = _parts(split)
     needed = [layout.meta_file] + [name for part in parts for name in _cifar_files(layout, part)]
+    folder = _archive_folder(
+        data_dir, layout.folder, needed, download, layout.title, layout.archive,
+        lambda root: _torchvision_download(layout.torchvision_class, root, layout.title),
+    )  # fmt: skip
+    _check_cifar_meta(layout, folder / layout.meta_file)
+    return _join_splits([_read_cifar_split(layout, folder, part) for part in parts], split)
+
+
+def _archive_folder(
+    data_dir: str | Path | None,
+    folder_name: str,
+    needed: list[str],
+    download: bool,
+    title: str,
+    archive: str,
+    fetch: Callable[[Path], None],
+    size: str = "",
+) -> Path:
+    """The folder of an extracted torchvision archive (``folder_name`` under ``data_dir`` or the
+    default data root) once it holds the ``needed`` files: fetched with ``fetch(root)`` when they
+    are missing and ``download`` is set, else an error naming what is missing and how to get it."""
+    root = Path(data_dir) if data_dir is not None else default_data_root()
+    folder = root / folder_name
     missing = [name for name in needed if not (folder / name).is_file()]
     if missing and download:
-        _torchvision_download(layout.torchvision_class, root, layout.title)
+        fetch(root)
         missing = [name for name in needed if not (folder / name).is_file()]
     if missing:
         raise SemretError(
-            f"{layout.title} not found in {folder}: no {', '.join(missing)}. Pass --download to fetch it with "
-            f"torchvision into {root}, or extract {layout.archive} so that {layout.folder}/ sits in the folder "
-            "given with --data-dir"
+            f"{title} not found in {folder}: no {', '.join(missing)}. Pass --download to fetch it with torchvision "
+            f"into {root}{size}, or extract {archive} so that {folder_name}/ sits in the folder given with --data-dir"
         )
-    _check_cifar_meta(layout, folder / layout.meta_file)
-    return _join_splits([_read_cifar_split(layout, folder, part) for part in parts], split)
+    return folder
 
 
 def _torchvision_download(class_name: str, root: Path, title: str, split: str | None = None) -> None:
@@ -657,20 +676,12 @@ def _read_stl10_split(folder: Path, split: str) -> ImageSet:
 
 
 def _load_stl10(split: str, data_dir: str | Path | None, download: bool) -> ImageSet:
-    root = Path(data_dir) if data_dir is not None else default_data_root()
-    folder = root / STL10_FOLDER
     parts = [UNLABELED] if split == UNLABELED else _parts(split)
     needed = [name for part in parts for name in STL10_FILES[part] if name is not None]
-    missing = [name for name in needed if not (folder / name).is_file()]
-    if missing and download:
-        _torchvision_download("STL10", root, "STL-10", split="test")
-        missing = [name for name in needed if not (folder / name).is_file()]
-    if missing:
-        raise SemretError(
-            f"STL-10 not found in {folder}: no {', '.join(missing)}. Pass --download to fetch it with torchvision "
-            f"into {root} (2.6 GB), or extract {STL10_ARCHIVE} so that {STL10_FOLDER}/ sits in the folder given "
-            "with --data-dir"
-        )
+    folder = _archive_folder(
+        data_dir, STL10_FOLDER, needed, download, "STL-10", STL10_ARCHIVE,
+        lambda root: _torchvision_download("STL10", root, "STL-10", split="test"), size=" (2.6 GB)",
+    )  # fmt: skip
     _check_stl10_classes(folder / "class_names.txt")
     return _join_splits([_read_stl10_split(folder, part) for part in parts], split)
 
