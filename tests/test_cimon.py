@@ -4,6 +4,7 @@ against direct loops, and training without labels on clustered features."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -124,3 +125,34 @@ def test_bad_input() -> None:
         similarity_graph(features, n_clusters=50)
     with pytest.raises(SemretError, match="threshold"):
         CimonHasher(threshold=0)
+
+
+def test_a_checkpoint_gives_back_the_same_codes_and_names_its_backbone(tmp_path: Path) -> None:
+    features, _ = clustered(12, 3, 8, 0.2, seed=4)
+    views = np.repeat(features[:, None, :], 2, axis=1) + 0.01
+    hasher = CimonHasher(n_bits=12, n_clusters=3, epochs=2, seed=1).fit(features, views)
+    source = {"backbone": "small-cnn", "weights": "none", "image_size": 16, "views": 2}
+    hasher.save(tmp_path / "cimon.pt", source)
+    loaded = CimonHasher.load(tmp_path / "cimon.pt")
+    assert loaded.get_params() == hasher.get_params() and loaded.feature_source_ == source
+    np.testing.assert_array_equal(loaded.encode(features), hasher.encode(features))
+    encoded = loaded.encode_images(features)
+    np.testing.assert_array_equal(encoded.codes, hasher.encode(features))
+    np.testing.assert_allclose(np.linalg.norm(encoded.embeddings, axis=1), 1.0, rtol=1e-5)
+    # the embedding is the tanh code, scaled: its signs are the code's bits
+    assert np.array_equal(encoded.embeddings >= 0, unpack_codes(encoded.codes, 12).astype(bool))
+    with pytest.raises(SemretError, match="the features have 5 dimensions, the CIMON model expects 8"):
+        loaded.encode(features[:, :5])
+
+
+def test_a_damaged_or_foreign_checkpoint_is_one_clear_error(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.pt"
+    broken.write_bytes(b"not a checkpoint")
+    with pytest.raises(SemretError, match=r"broken\.pt: not a readable CIMON model"):
+        CimonHasher.load(broken)
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"format": "something-else"}, foreign)
+    with pytest.raises(SemretError, match=r"foreign\.pt: not a semret CIMON model"):
+        CimonHasher.load(foreign)
+    with pytest.raises(SemretError, match="no CIMON model at"):
+        CimonHasher.load(tmp_path / "missing.pt")

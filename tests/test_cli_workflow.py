@@ -1,6 +1,6 @@
 """The README's workflow on stored collections: every input made from a collection of the shipped
 Fashion-MNIST sample (`features extract`, `classify`), and `--collection` in place of a file for
-`iwan link`, `hash train`, `hash encode` and `index build`. SQLite; random small-CNN features at
+`iwan link`, `hash train` (semantic and CIMON), `hash encode` and `index build`. SQLite; random small-CNN features at
 16 px keep it fast (what is tested is the plumbing, not the retrieval quality)."""
 
 from __future__ import annotations
@@ -142,6 +142,46 @@ def test_hash_train_and_encode_from_collections(store: tuple[str, Path], tmp_pat
     ok("features", "extract", "--collection", TEST, *features(store), "--out", file)
     with_file = semret("hash", "encode", model, file, "--collection", TEST, "--image-size", "16", "--db", url)
     assert with_file.exit_code == 1 and "--image-size: only for a collection's features" in with_file.stderr
+
+
+def test_cimon_trains_without_labels_then_encodes_queries_and_classifies(
+    store: tuple[str, Path], tmp_path: Path
+) -> None:
+    url, model = store[0], tmp_path / "cimon-fm.pt"
+    trained = ok("hash", "train", "--method", "cimon", "--collection", TRAIN, "--split", "train", "--out", model,
+                 "--bits", "16", "--epochs", "2", "--views", "2", "--graph-size", "300", "--clusters", "10",
+                 *features(store))  # fmt: skip
+    assert "CIMON trained without labels on 300 images x 2 views" in trained.stdout
+    assert "view features" in trained.stderr  # the views' progress bar
+    # the checkpoint names its backbone: encoding needs no backbone options
+    encoded = ok("hash", "encode", model, "--collection", TEST, "--cache-dir", str(store[1]), "--db", url)
+    assert "model cimon-fm (16 bits): 1,000 images of fashion-mnist-test encoded; stored 1,000 new" in encoded.stdout
+    ok("hash", "encode", model, "--collection", TRAIN, "--cache-dir", str(store[1]), "--db", url)
+    found = json.loads(ok("query", "hash", "--collection", TEST, "--model", "cimon-fm", "--image-id", "60001",
+                          "-k", "3", "--json", "--db", url).stdout)  # fmt: skip
+    assert len(found["results"]) == 3
+    classified = ok("classify", "--collection", TEST, "--train-collection", TRAIN, "--codes", "cimon-fm",
+                    "--epochs", "2", "--db", url)  # fmt: skip
+    assert "16-bit codes of cimon-fm" in classified.stdout
+    again = ok("hash", "train", "--method", "cimon", "--collection", TRAIN, "--split", "train", "--out", model,
+               "--bits", "16", "--epochs", "2", "--views", "2", "--graph-size", "300", "--clusters", "10",
+               *features(store))  # fmt: skip
+    assert "view features" not in again.stderr  # the views' features came from the cache
+
+    other = semret("hash", "encode", model, "--collection", TEST, "--image-size", "24", *features(store)[:4],
+                   "--cache-dir", str(store[1]), "--db", url)  # fmt: skip
+    assert other.exit_code == 1 and "was trained on other features (image_size 16 there, 24 here)" in other.stderr
+    labels = semret("hash", "train", "--method", "cimon", "--collection", TRAIN, "--hierarchy", "fashion-mnist",
+                    "--out", model, *features(store))  # fmt: skip
+    assert labels.exit_code == 1 and "CIMON uses no labels" in labels.stderr
+    file = tmp_path / "f.npz"
+    ok("features", "extract", "--collection", TEST, *features(store), "--out", file)
+    from_features = semret("hash", "train", "--method", "cimon", file, "--out", model)
+    assert from_features.exit_code == 1 and "holds features: CIMON augments images" in from_features.stderr
+    no_hierarchy = semret("hash", "train", "--collection", TRAIN, "--out", model, *features(store))
+    assert no_hierarchy.exit_code == 1 and "the semantic hash needs --hierarchy" in no_hierarchy.stderr
+    unknown = semret("hash", "train", "--method", "deep", "--collection", TRAIN, "--out", model)
+    assert unknown.exit_code == 1 and "unknown --method 'deep'" in unknown.stderr
 
 
 def test_index_build_from_a_collections_features(store: tuple[str, Path], tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from semret.app.demo import DEMO_BACKBONE, DEMO_IMAGE_SIZE, sample_dir
+from semret.app.demo import DEMO_BACKBONE, DEMO_IMAGE_SIZE, DEMO_SKIPS, sample_dir
 from semret.evaluation.runs import METHODS
 from semret.iwan.norms import sample_norms_dir
 from semret.vision.datasets import load_dataset
@@ -48,7 +48,8 @@ def test_demo_runs_end_to_end_on_the_embedded_database(tmp_path: Path, monkeypat
     summary = document["summary"]
     assert (summary["queries"], summary["database_images"], summary["train_images"]) == (1000, 1000, 2000)
     assert summary["database_backend"] == "sqlite"
-    assert list(document["methods"]) == list(METHODS)
+    assert list(document["methods"]) == [m for m in METHODS if m not in DEMO_SKIPS]  # all but two
+    assert {"cimon", "fourier-lsh"} == DEMO_SKIPS
     # ImageNet features on real images: far above chance (0.1) for the baseline and for IWAN
     assert document["methods"]["exact"]["metrics"]["P"]["1"] > 0.6
     assert document["methods"]["iwan"]["metrics"]["mAP"]["10"] > 0.5
@@ -81,7 +82,7 @@ def check_queries_equal_the_evaluation(document: dict, out: Path, tmp_path: Path
     k = rankings["ids_exact"].shape[1]  # the evaluation's largest k: the re-rank's shortlist (2k) depends on k
     for row in (0, 417, 999):
         image = str(int(rankings["query_ids"][row]))
-        expected = {method: rankings[f"ids_{method}"][row, :k].tolist() for method in METHODS}
+        expected = {method: rankings[f"ids_{method}"][row, :k].tolist() for method in document["methods"]}
         hash_args = ("hash", "--collection", collection, "--model", model, "--image-id", image, "-k", str(k))
         assert query_ids(*hash_args, "--mode", "rerank") == expected["hash-rerank"]
         assert query_ids(*hash_args, "--mode", "hamming", "--in-db") == expected["hash"]

@@ -60,9 +60,11 @@ def tiny_config(data_dir: Path, url: str, cache: Path, **changes: object) -> Eva
         cache_dir=str(cache),
         params={
             "hash": {"epochs": 5},
+            "cimon": {"epochs": 3, "n_clusters": 3, "n_views": 2},
             "classifier": {"epochs": 40},
             "neural-lsh": {"epochs": 1, "n_tables": 2},
             "neural-lsh-knn": {"epochs": 1, "n_tables": 2},
+            "fourier-lsh": {"epochs": 1, "n_components": 4, "samples_per_dim": 2, "train_queries": 8},
         },
     )
     return replace(config, **changes)  # type: ignore[arg-type]

@@ -33,6 +33,16 @@ KINDS: dict[str, dict[str, Any]] = {
     "lsh-codes": {"n_bits": 64, "k_factor": 3, "seed": 1},
     "neural-lsh": {"n_bits": 8, "n_tables": 3, "bits_per_table": 4, "epochs": 2, "batch_size": 50, "seed": 1},
     "neural-lsh-knn": {"n_bits": 6, "n_tables": 3, "epochs": 2, "batch_size": 50, "seed": 1},
+    "fourier-lsh": {
+        "n_components": 6,
+        "samples_per_dim": 3,
+        "n_bits": 16,
+        "n_tables": 4,
+        "bits_per_table": 4,
+        "epochs": 2,
+        "train_queries": 30,
+        "seed": 1,
+    },
 }
 DIM = 16
 N = 300

@@ -75,6 +75,26 @@ def _class_order(dataset: str | None, labels: set[str]) -> list[str]:
     return sorted(labels)
 
 
+def accuracy_from_codes(
+    train_codes: npt.NDArray[np.uint8],
+    train_labels: npt.NDArray[np.int64],
+    test_codes: npt.NDArray[np.uint8],
+    test_labels: npt.NDArray[np.int64],
+    n_bits: int,
+    n_classes: int,
+    hidden: int = DEFAULT_HIDDEN,
+    epochs: int = 30,
+    seed: int = 0,
+) -> float:
+    """The test accuracy of the classifier `classify_from_codes` trains, on packed codes given as
+    arrays (``semret eval`` reports it for each method that makes codes)."""
+    from semret.vision.classifier import FeatureClassifier  # torch
+
+    classifier = FeatureClassifier(hidden=hidden, epochs=epochs, seed=seed)
+    classifier.fit(code_features(train_codes, n_bits), train_labels, n_classes)
+    return float(np.mean(classifier.predict(code_features(test_codes, n_bits)) == test_labels))
+
+
 def classify_from_codes(
     engine: Engine,
     model: str,

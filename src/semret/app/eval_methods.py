@@ -3,10 +3,13 @@ images (timed), then search every query one at a time (each query timed), giving
 ranked database ids with the query itself left out.
 
 - ``exact``: exact cosine kNN on the backbone features (the baseline).
-- ``lsh``, ``kmeans``, ``neural-lsh``: the vector indexes of `semret.indexes` on the same features.
+- ``lsh``, ``kmeans``, ``neural-lsh``, ``neural-lsh-knn``, ``fourier-lsh``: the vector indexes of
+  `semret.indexes` on the same features.
 - ``hash``: semantic hashing (Barz & Denzler 2019): Hamming ranking of the 48-bit codes stored in
   the database (in PostgreSQL with bit_count; on SQLite the stored codes are loaded once).
 - ``hash-rerank``: the Hamming shortlist re-ranked by the cosine of the stored class embeddings.
+- ``cimon``: CIMON (Luo et al. 2021), hash codes learned without labels from augmented views of the
+  training images (`semret.app.cimon`), stored and Hamming-ranked in the store like ``hash``'s.
 - ``iwan``: the image-word association network built in the store from the classifier's words and
   the USF norms, searched with Dijkstra (the image ranking done in SQL by default).
 """
@@ -26,10 +29,11 @@ from sqlalchemy import Engine
 from semret.app.iwan_published import run_iwan_published
 from semret.core.search import SearcherBase
 from semret.core.spec import Spec, format_spec, parse_spec, parse_value
+from semret.core.validation import check_count
 from semret.errors import SemretError
 from semret.evaluation.runs import METHODS, MethodRun
 from semret.hashing.class_embeddings import class_embeddings
-from semret.hashing.hasher import SemanticHasher
+from semret.hashing.hasher import EncodedImages, SemanticHasher
 from semret.hashing.retrieval import HashQueries, SemanticHashIndex
 from semret.indexes.base import check_index_params, index_class, make_index_from_spec
 from semret.iwan.graph import IwanSettings
@@ -37,7 +41,14 @@ from semret.iwan.index import WeightedWords
 from semret.iwan.links import ranked_words_from_probabilities
 from semret.iwan.published import PublishedIwanSettings
 from semret.iwan.vocabulary import Vocabulary
-from semret.sql.hash_store import hamming_searcher, load_hashes, register_model, store_hashes
+from semret.sql.hash_store import (
+    StoredHashes,
+    StoredModel,
+    hamming_searcher,
+    load_hashes,
+    register_model,
+    store_hashes,
+)
 from semret.sql.images_store import store_image_words
 from semret.sql.iwan_store import build_iwan_graph, iwan_searcher
 from semret.sql.norms_store import known_words
@@ -52,7 +63,10 @@ DEFAULT_PARAMS: dict[str, dict[str, Any]] = {
     "kmeans": {"n_probe": 1},
     "neural-lsh": {},
     "neural-lsh-knn": {},
+    "fourier-lsh": {},
     "hash": {"n_bits": 48, "epochs": 30},
+    # as long as the semantic hash's codes, for a like-for-like comparison; the rest the paper's
+    "cimon": {"n_bits": 48, "n_views": 4},
     "iwan": {"top_iwk": 4, "top_wwk": 4, "ranker": "sql"},
     "iwan-published": {"top_iwk": 4, "top_wwk": 4, "label_strength": 1.0, "ranker": "sql"},
     "classifier": {"hidden": 0, "epochs": 30},
@@ -88,6 +102,9 @@ class EvalData:
     #: Features -> the backbone's ImageNet class probabilities (n, 1000), for iwan-published; None
     #: when the backbone has no ImageNet head.
     imagenet_probabilities: Callable[[npt.NDArray[np.float32]], npt.NDArray[np.float64]] | None = None
+    #: (rows of the training images, views, seed, progress) -> their augmented views' features
+    #: (rows, views, d), for cimon; None where the images are not at hand.
+    train_views: Callable[[npt.NDArray[np.int64], int, int, Progress | None], npt.NDArray[np.float32]] | None = None
     #: Whether a convention counts the query among its own results (then `_timed_queries` keeps
     #: the rankings with the query too).
     keep_query: bool = False
@@ -166,8 +183,25 @@ def run_vector_index(kind: str, data: EvalData, k: int, progress: Progress | Non
     timed = _timed_queries(data, index, lambda row: data.query_features[row : row + 1], k, kind, progress)
     params = index.get_params()
     params.pop("dim")
-    details = {"spec": index.spec, "params": params, "mean_candidates": float(timed.candidates.mean())}
+    details: dict[str, Any] = {"spec": index.spec, "params": params, "mean_candidates": float(timed.candidates.mean())}
+    code_bits = getattr(index, "code_bits", None)  # the learned LSH kinds' one code per point
+    if code_bits is not None:
+        n_bits = int(params["n_bits"])
+        train, queries = (np.packbits(code_bits(x), axis=1) for x in (data.train_features, data.query_features))
+        details["code_classification_accuracy"] = _code_accuracy(data, train, queries, n_bits)
     return timed.run(built, details)
+
+
+def _code_accuracy(
+    data: EvalData, train_codes: npt.NDArray[np.uint8], query_codes: npt.NDArray[np.uint8], n_bits: int
+) -> float:
+    """Test accuracy of a classifier trained on the training images' codes, tested on the queries'
+    (as `semret classify --codes`; seed 004's classification from hash codes)."""
+    from semret.app.code_classify import accuracy_from_codes
+
+    return accuracy_from_codes(
+        train_codes, data.train_labels, query_codes, data.query_labels, n_bits, len(data.class_names), seed=data.seed
+    )
 
 
 @dataclass
@@ -195,25 +229,10 @@ def _hash_model(data: EvalData, progress: Progress | None) -> _HashModel:
     hasher.fit(data.train_features, data.train_labels, embeddings, data.class_names, progress=progress)
     checkpoint = data.work_dir / "hash-model.pt"
     hasher.save(checkpoint)
-    model = register_model(
-        data.engine,
-        f"{data.collection}-hash-{data.feature_tag}",
-        hasher.n_bits,
-        int(hasher.class_embeddings_.shape[1]),
-        hasher.get_params(),
-        checkpoint,
-    )
-    encoded = hasher.encode(data.database_features)
-    store_hashes(
-        data.engine,
-        model,
-        data.collection,
-        data.database_ids,
-        encoded.embeddings,
-        encoded.codes,
-        data.database_label_names(),
-    )
-    stored = load_hashes(data.engine, model, data.collection)
+    model, stored = _store_database_codes(
+        data, f"{data.collection}-hash-{data.feature_tag}", hasher.get_params(), checkpoint,
+        hasher.encode(data.database_features),
+    )  # fmt: skip
     built = time.perf_counter() - start
     queries = hasher.encode(data.query_features)
     details = {
@@ -221,9 +240,28 @@ def _hash_model(data: EvalData, progress: Progress | None) -> _HashModel:
         "model": model.name,
         "final_loss": hasher.loss_history_[-1],
         "distinct_database_codes": len(np.unique(stored.codes, axis=0)),
+        "code_classification_accuracy": _code_accuracy(
+            data, hasher.encode(data.train_features).codes, queries.codes, hasher.n_bits
+        ),
     }
     data.shared["hash"] = _HashModel(hasher, built, queries.embeddings, queries.codes, details, stored, model)
     return data.shared["hash"]  # type: ignore[no-any-return]
+
+
+def _store_database_codes(
+    data: EvalData, name: str, params: dict[str, Any], checkpoint: Path, encoded: EncodedImages
+) -> tuple[StoredModel, StoredHashes]:
+    """Register a model trained in this run and store the database images' embeddings and codes
+    under it; what the store holds, read back."""
+    model = register_model(
+        data.engine, name, params["n_bits"],
+        int(encoded.embeddings.shape[1]), params, checkpoint,
+    )  # fmt: skip
+    store_hashes(
+        data.engine, model, data.collection, data.database_ids, encoded.embeddings, encoded.codes,
+        data.database_label_names(),
+    )  # fmt: skip
+    return model, load_hashes(data.engine, model, data.collection)
 
 
 def run_hash(data: EvalData, k: int, progress: Progress | None) -> MethodRun:
@@ -258,6 +296,52 @@ def run_hash_rerank(data: EvalData, k: int, progress: Progress | None) -> Method
         "shortlist": shortlist or 2 * (k + int(data.queries_in_database)),
     }
     return timed.run(trained.build_seconds, details)
+
+
+def run_cimon(data: EvalData, k: int, progress: Progress | None) -> MethodRun:
+    """CIMON without labels on the training images' features and their augmented views; the
+    database's codes stored, then Hamming-ranked where the store searches them (as ``hash``)."""
+    from semret.app.cimon import training_rows
+    from semret.hashing.cimon import CimonHasher
+
+    if data.train_views is None:
+        raise SemretError("cimon needs the training images (for their augmented views): run it through semret eval")
+    params = data.method_params("cimon")
+    n_views = params.pop("n_views")
+    start = time.perf_counter()
+    hasher = CimonHasher(seed=data.seed, **params)
+    rows = training_rows(len(data.train_features), hasher.graph_size, hasher.seed)
+    views = data.train_views(rows, n_views, hasher.seed, progress)
+    viewed = time.perf_counter()
+    hasher.fit(data.train_features[rows], views, progress=progress)
+    trained = time.perf_counter()
+    checkpoint = data.work_dir / "cimon-model.pt"
+    hasher.save(checkpoint, {"views": n_views})
+    model, stored = _store_database_codes(
+        data, f"{data.collection}-cimon-{data.feature_tag}", hasher.get_params(), checkpoint,
+        hasher.encode_images(data.database_features),
+    )  # fmt: skip
+    built = time.perf_counter() - start
+    query_codes = hasher.encode(data.query_features)
+    searcher = hamming_searcher(data.engine, model, data.collection)
+    timed = _timed_queries(data, searcher, lambda row: query_codes[row : row + 1], k, "cimon", progress)
+    assert hasher.graph_ is not None
+    details = {
+        "spec": format_spec("cimon", {**hasher.get_params(), "n_views": n_views}),
+        "params": {**hasher.get_params(), "n_views": n_views},
+        "model": model.name,
+        "final_loss": hasher.loss_history_[-1],
+        "training_images": len(rows),
+        "graph_positive_rate": hasher.graph_.positive_rate,
+        "view_seconds": viewed - start,
+        "train_seconds": trained - viewed,
+        "distinct_database_codes": len(np.unique(stored.codes, axis=0)),
+        "code_classification_accuracy": _code_accuracy(
+            data, hasher.encode(data.train_features), query_codes, hasher.n_bits
+        ),
+        "searched_in": {"postgresql": "postgresql", "memory": "memory (codes read from the store)"}[searcher.backend],
+    }
+    return timed.run(built, details)
 
 
 def run_iwan(data: EvalData, k: int, progress: Progress | None) -> MethodRun:
@@ -306,15 +390,17 @@ RUNNERS: dict[str, Callable[[EvalData, int, Progress | None], MethodRun]] = {
     "kmeans": lambda data, k, progress: run_vector_index("kmeans", data, k, progress),
     "neural-lsh": lambda data, k, progress: run_vector_index("neural-lsh", data, k, progress),
     "neural-lsh-knn": lambda data, k, progress: run_vector_index("neural-lsh-knn", data, k, progress),
+    "fourier-lsh": lambda data, k, progress: run_vector_index("fourier-lsh", data, k, progress),
     "hash": run_hash,
     "hash-rerank": run_hash_rerank,
+    "cimon": run_cimon,
     "iwan": run_iwan,
     "iwan-published": run_iwan_published,
 }
 
 
 #: The methods that are vector indexes of `semret.indexes` (their parameters are the index's).
-VECTOR_METHODS = ("exact", "lsh", "kmeans", "neural-lsh", "neural-lsh-knn")
+VECTOR_METHODS = ("exact", "lsh", "kmeans", "neural-lsh", "neural-lsh-knn", "fourier-lsh")
 #: Parameters that a run sets itself (from --seed), not --set.
 RUN_PARAMS = frozenset({"seed"})
 
@@ -344,6 +430,7 @@ def parse_method_settings(items: list[str]) -> dict[str, dict[str, Any]]:
 def check_method_params(methods: tuple[str, ...] | list[str], params: dict[str, dict[str, Any]]) -> None:
     """Every method's parameters, names and values, checked before any work starts (a typo in
     ``--set`` fails at once, not after the features and the training)."""
+    from semret.hashing.cimon import CimonHasher
     from semret.vision.classifier import FeatureClassifier
 
     known = {*METHODS, "classifier"}
@@ -363,6 +450,9 @@ def check_method_params(methods: tuple[str, ...] | list[str], params: dict[str, 
     _check_constructor("hash", SemanticHasher, hash_params, SemanticHasher.param_names())
     if shortlist is not None:
         SemanticHashIndex(8, 1, "rerank", shortlist=shortlist)
+    cimon_params = {**DEFAULT_PARAMS["cimon"], **params.get("cimon", {})}
+    check_count("cimon.n_views", cimon_params.pop("n_views"), 2)
+    _check_constructor("cimon", CimonHasher, cimon_params, CimonHasher.param_names())
     iwan_params = {**DEFAULT_PARAMS["iwan"], **params.get("iwan", {})}
     ranker = iwan_params.pop("ranker")
     if ranker not in ("sql", "memory"):

@@ -216,6 +216,7 @@ def prepare_run(
         params=config.params,
         imagenet_probabilities=imagenet_predictor(backbone),
         keep_query=any(CONVENTIONS[name].query_counts for name in config.conventions),
+        train_views=_view_maker(train, backbone, cache_root, config.batch_size),
     )
     data.work_dir.mkdir(parents=True, exist_ok=True)
     ground = Ground(
@@ -242,6 +243,25 @@ def prepare_run(
         "preparation_seconds": prepared,
     }
     return PreparedRun(data, ground, summary, collection, database.image_ids, queries.image_ids, pretrained)
+
+
+def _view_maker(
+    train: ImageSet, backbone: Backbone, cache_root: Path, batch_size: int
+) -> Callable[[npt.NDArray[np.int64], int, int, Progress | None], npt.NDArray[np.float32]]:
+    """For cimon: the features of augmented views of training images, kept in the feature cache."""
+    from semret.app.cimon import ViewSource, view_features
+
+    source = ViewSource(train.dataset, train.split, train.fingerprint())
+
+    def make(
+        rows: npt.NDArray[np.int64], n_views: int, seed: int, progress: Progress | None
+    ) -> npt.NDArray[np.float32]:
+        return view_features(
+            backbone, train.images, rows, n_views, seed, source=source, cache_dir=cache_root,
+            batch_size=batch_size, progress=progress,
+        )  # fmt: skip
+
+    return make
 
 
 def class_parents(info: DatasetInfo, hierarchy: ClassHierarchy) -> npt.NDArray[np.int64]:

@@ -21,7 +21,10 @@ from semret.vision.arrays import LabelledArrays
 from semret.vision.hierarchy import ClassHierarchy, available_hierarchies
 
 if TYPE_CHECKING:  # torch is slow to import: the hasher is imported where it is used
+    from semret.hashing.cimon import CimonHasher
     from semret.hashing.hasher import SemanticHasher
+
+    HashModel = SemanticHasher | CimonHasher
 
 Progress = Callable[[str, int, int], None]
 
@@ -78,10 +81,17 @@ def train_hasher(
     return HashTraining(hasher, arrays.kind, len(arrays.labels), hasher.loss_history_[-1], accuracy, Path(out))
 
 
-def load_hasher(checkpoint: str | Path) -> SemanticHasher:
-    """A hash model from the checkpoint `train_hasher` (``semret hash train``) wrote."""
+def load_hasher(checkpoint: str | Path) -> HashModel:
+    """A hash model from the checkpoint ``semret hash train`` wrote: the semantic hash
+    (`train_hasher`) or CIMON (`semret.app.cimon.train_cimon`), told apart by the file's format."""
+    from semret.hashing.cimon import CHECKPOINT_FORMAT as CIMON_FORMAT
+    from semret.hashing.cimon import CimonHasher
     from semret.hashing.hasher import SemanticHasher  # torch
+    from semret.torch_files import load_torch_file
 
+    payload = load_torch_file(checkpoint, "hash model checkpoint")
+    if isinstance(payload, dict) and payload.get("format") == CIMON_FORMAT:
+        return CimonHasher.load(checkpoint)
     return SemanticHasher.load(checkpoint)
 
 
@@ -97,7 +107,7 @@ class HashEncoding:
 
 def encode_and_store(
     engine: Engine,
-    hasher: SemanticHasher,
+    hasher: HashModel,
     checkpoint: str | Path,
     arrays: LabelledArrays,
     collection: str,
@@ -112,12 +122,19 @@ def encode_and_store(
     ``create``, and hold every image unless ``add_images``."""
     require_current_schema(engine)
     check_target(engine, collection, arrays.image_ids, create=create, add_images=add_images)
-    encoded = hasher.encode(arrays.data, progress=progress)
+    from semret.hashing.cimon import CimonHasher  # torch
+
+    if isinstance(hasher, CimonHasher):
+        if arrays.kind != "features":
+            raise SemretError("a CIMON model encodes features: give a collection (through its backbone) or features")
+        encoded = hasher.encode_images(arrays.data, progress=progress)
+    else:
+        encoded = hasher.encode(arrays.data, progress=progress)
     stored_model = register_model(
         engine,
         name or Path(checkpoint).stem,
         hasher.n_bits,
-        int(hasher.class_embeddings_.shape[1]),
+        int(encoded.embeddings.shape[1]),
         hasher.get_params(),
         checkpoint,
     )

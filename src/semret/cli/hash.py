@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
+from semret.app.cimon import check_feature_source, train_cimon_on_collection, train_cimon_on_images
 from semret.app.features import DEFAULT_BACKBONE, collection_features
 from semret.app.hashing import encode_and_store, load_hasher, train_hasher
 from semret.cli._app import (
@@ -46,32 +47,81 @@ def _not_with_a_file(**given: object) -> None:
         )
 
 
+METHODS = ("semantic", "cimon")
+#: Each method's defaults where the two differ (CIMON's are the paper's: docs/hashing.md).
+TRAIN_DEFAULTS = {
+    "semantic": {"bits": 48, "epochs": 30, "batch_size": 128, "weight_decay": 0.0},
+    "cimon": {"bits": 64, "epochs": 150, "batch_size": 24, "weight_decay": 1e-5},
+}
+
+
 @app.command("train")
 def hash_train(
     ctx: typer.Context,
-    hierarchy: Annotated[
-        str, typer.Option("--hierarchy", metavar="NAME|FILE", help="cifar100, fashion-mnist, or a hierarchy file.")
-    ],
     out: Annotated[Path, typer.Option("--out", metavar="FILE", help="Where to write the model checkpoint.")],
     data: DataArgument = None,
+    method: Annotated[
+        str,
+        typer.Option(
+            "--method",
+            metavar="NAME",
+            help="semantic (supervised: class embeddings of a hierarchy) or cimon (unsupervised: labels ignored).",
+        ),
+    ] = "semantic",
+    hierarchy: Annotated[
+        str | None,
+        typer.Option(
+            "--hierarchy",
+            metavar="NAME|FILE",
+            help="semantic: cifar100, fashion-mnist, stl10, or a hierarchy file.",
+            show_default=False,
+        ),
+    ] = None,
     collection: Annotated[
         str | None,
         typer.Option(
             "--collection",
             metavar="NAME",
-            help="Train on this collection's features (through --backbone) instead of a file.",
+            help="Train on this collection's images (features through --backbone) instead of a file.",
             show_default=False,
         ),
     ] = None,
-    bits: Annotated[int, typer.Option("--bits", help="Hash layer units = code length.")] = 48,
-    epochs: Annotated[int, typer.Option("--epochs", help="Training epochs.")] = 30,
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Images per training batch.")] = 128,
+    split: Annotated[
+        str | None,
+        typer.Option(
+            "--split", metavar="NAME", help="cimon: only this split of --collection (default: all).", show_default=False
+        ),
+    ] = None,
+    bits: Annotated[
+        int | None, typer.Option("--bits", help="Code length (default 48 semantic, 64 cimon).", show_default=False)
+    ] = None,
+    epochs: Annotated[
+        int | None,
+        typer.Option("--epochs", help="Training epochs (default 30 semantic, 150 cimon).", show_default=False),
+    ] = None,
+    batch_size: Annotated[
+        int | None,
+        typer.Option(
+            "--batch-size", help="Images per training batch (default 128 semantic, 24 cimon).", show_default=False
+        ),
+    ] = None,
     learning_rate: Annotated[float, typer.Option("--lr", help="SGD learning rate.")] = 1e-3,
     momentum: Annotated[float, typer.Option("--momentum", help="SGD momentum.")] = 0.9,
-    weight_decay: Annotated[float, typer.Option("--weight-decay", help="SGD weight decay.")] = 0.0,
+    weight_decay: Annotated[
+        float | None,
+        typer.Option("--weight-decay", help="SGD weight decay (default 0 semantic, 1e-5 cimon).", show_default=False),
+    ] = None,
     classification_weight: Annotated[
-        float, typer.Option("--classification-weight", help="Weight of an added cross-entropy term.")
+        float, typer.Option("--classification-weight", help="semantic: weight of an added cross-entropy term.")
     ] = 0.0,
+    views: Annotated[int, typer.Option("--views", help="cimon: augmented views per training image.")] = 4,
+    graph_size: Annotated[
+        int, typer.Option("--graph-size", help="cimon: training images (a seeded sample of more).")
+    ] = 5000,
+    threshold: Annotated[
+        float, typer.Option("--threshold", help="cimon: cosine distance at most which a pair is similar.")
+    ] = 0.1,
+    clusters: Annotated[int, typer.Option("--clusters", help="cimon: spectral clusters refining the graph.")] = 70,
     backbone: Annotated[
         str | None,
         typer.Option(
@@ -84,15 +134,43 @@ def hash_train(
     ] = None,
     weights: WeightsOption = None,
     image_size: ImageSizeOption = None,
-    finetune: Annotated[bool, typer.Option("--finetune", help="Train the backbone too (end to end).")] = False,
+    finetune: Annotated[
+        bool, typer.Option("--finetune", help="semantic: train the backbone too (end to end).")
+    ] = False,
     seed: Annotated[int, typer.Option("--seed", help="Seeds the training.")] = 0,
     cache_dir: CacheDirOption = None,
     db: DbOption = None,
 ) -> None:
-    """Train the semantic hash network on labelled images or features (a file, or a collection's
-    features); write a checkpoint."""
+    """Train a hash model on a file's images or features, or a collection's images: the semantic
+    hash (supervised, with --hierarchy) or CIMON (unsupervised, --method cimon); write a checkpoint."""
+    if method not in METHODS:
+        raise SemretError(f"unknown --method {method!r}: choose semantic or cimon")
     if (data is None) == (collection is None):
-        raise SemretError("give the training data: a .npz file, or --collection NAME (its features)")
+        raise SemretError("give the training data: a .npz file, or --collection NAME (its images' features)")
+    defaults = TRAIN_DEFAULTS[method]
+    common = {
+        "n_bits": bits if bits is not None else defaults["bits"],
+        "epochs": epochs if epochs is not None else defaults["epochs"],
+        "batch_size": batch_size if batch_size is not None else defaults["batch_size"],
+        "learning_rate": learning_rate,
+        "momentum": momentum,
+        "weight_decay": weight_decay if weight_decay is not None else defaults["weight_decay"],
+        "seed": seed,
+    }
+    if method == "cimon":
+        if hierarchy is not None or finetune or classification_weight:
+            raise SemretError(
+                "--hierarchy, --finetune and --classification-weight are for the semantic hash; CIMON uses no labels"
+            )
+        cimon = {"n_views": views, "graph_size": graph_size, "threshold": threshold, "n_clusters": clusters}
+        _train_cimon(
+            ctx, out, data, collection, split, backbone, weights, image_size, cache_dir, db, {**common, **cimon}
+        )
+        return
+    if hierarchy is None:
+        raise SemretError("the semantic hash needs --hierarchy (or train CIMON without labels: --method cimon)")
+    if split is not None:
+        raise SemretError("--split: only for --method cimon")
     arrays: LabelledArrays
     with progress_bars() as progress:
         if collection is not None:
@@ -107,14 +185,57 @@ def hash_train(
             _not_with_a_file(image_size=image_size, cache_dir=cache_dir)
             arrays, source, hasher_backbone, hasher_weights = read_labelled_arrays(data), str(data), backbone, weights
         trained = train_hasher(
-            arrays, hierarchy, out, source=source, n_bits=bits, epochs=epochs, batch_size=batch_size,
-            learning_rate=learning_rate, momentum=momentum, weight_decay=weight_decay,
-            classification_weight=classification_weight, backbone=hasher_backbone, backbone_weights=hasher_weights,
-            finetune=finetune, seed=seed, progress=StageProgress(progress),
+            arrays, hierarchy, out, source=source, classification_weight=classification_weight,
+            backbone=hasher_backbone, backbone_weights=hasher_weights, finetune=finetune,
+            progress=StageProgress(progress), **common,
         )  # fmt: skip
     console.print(
         f"trained on {trained.images:,} {trained.kind}: final loss {trained.final_loss:.4f}, "
         f"training accuracy (nearest class embedding) {trained.accuracy:.3f}; model written to {out}"
+    )
+
+
+def _train_cimon(
+    ctx: typer.Context,
+    out: Path,
+    data: Path | None,
+    collection: str | None,
+    split: str | None,
+    backbone: str | None,
+    weights: str | None,
+    image_size: int | None,
+    cache_dir: Path | None,
+    db: str | None,
+    params: dict[str, Any],
+) -> None:
+    """``hash train --method cimon``: on a collection's images or a file's (features cannot be
+    augmented)."""
+    chosen = backbone or DEFAULT_BACKBONE
+    with progress_bars() as progress:
+        if collection is not None:
+            trained = train_cimon_on_collection(
+                engine_for(ctx, db), collection, out, backbone=chosen, weights=weights, image_size=image_size,
+                split=split, cache_dir=cache_dir, progress=StageProgress(progress), **params,
+            )  # fmt: skip
+        else:
+            assert data is not None
+            if split is not None:
+                raise SemretError("--split: only with --collection")
+            _not_with_a_file(cache_dir=cache_dir)
+            arrays = read_labelled_arrays(data)
+            if arrays.kind != "images":
+                raise SemretError(
+                    f"{data} holds features: CIMON augments images, so give a file of images or --collection"
+                )
+            trained = train_cimon_on_images(
+                arrays.data, out, backbone=chosen, weights=weights, image_size=image_size,
+                progress=StageProgress(progress), **params,
+            )  # fmt: skip
+    console.print(
+        f"CIMON trained without labels on {trained.images:,} images x {trained.n_views} views "
+        f"(views {trained.view_seconds:.1f} s, graph and training {trained.train_seconds:.1f} s): "
+        f"final loss {trained.final_loss:.4f}, similar pairs in the graph {trained.positive_rate:.3f}; "
+        f"model written to {out}"
     )
 
 
@@ -149,12 +270,17 @@ def hash_encode(
     --backbone and --image-size as the model was trained with."""
     hasher = load_hasher(model)
     engine = engine_for(ctx, db)
+    trained_on = getattr(hasher, "feature_source_", None) or {}  # CIMON models name their backbone
     with progress_bars() as progress:
         if data is None:
-            arrays = collection_features(
-                engine, collection, backbone or DEFAULT_BACKBONE, weights, image_size, cache_dir=cache_dir,
-                progress=StageProgress(progress),
-            ).arrays  # fmt: skip
+            found = collection_features(
+                engine, collection, backbone or trained_on.get("backbone", DEFAULT_BACKBONE),
+                weights or _named_weights(trained_on), image_size or trained_on.get("image_size"),
+                cache_dir=cache_dir, progress=StageProgress(progress),
+            )  # fmt: skip
+            if trained_on:
+                check_feature_source(hasher, found.backbone, found.weights, found.image_size, str(model))  # type: ignore[arg-type]
+            arrays = found.arrays
         else:
             _not_with_a_file(backbone=backbone, weights=weights, image_size=image_size, cache_dir=cache_dir)
             arrays = read_labelled_arrays(data)
@@ -166,3 +292,10 @@ def hash_encode(
         f"model {encoded.model.name} ({encoded.model.n_bits} bits): {encoded.images:,} images of "
         f"{collection} encoded; stored {encoded.counts.inserted:,} new, {encoded.counts.updated:,} changed"
     )
+
+
+def _named_weights(trained_on: dict[str, Any]) -> str | None:
+    """The weights a model was trained on where a name gives them (imagenet, none); a file's
+    weights (a checksum there) must be given again with --weights."""
+    named = trained_on.get("weights")
+    return named if named in ("imagenet", "none") else None

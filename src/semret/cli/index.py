@@ -78,7 +78,7 @@ def index_build(
             "--spec",
             metavar="KIND[:NAME=VALUE,...]",
             help="The index and its parameters, e.g. exact, lsh:n_bits=8,n_tables=8 or kmeans:n_probe=4 "
-            "(docs/search.md; kinds: exact, lsh, kmeans, neural-lsh, neural-lsh-knn).",
+            "(docs/search.md; kinds: exact, lsh, kmeans, neural-lsh, neural-lsh-knn, fourier-lsh).",
         ),
     ],
     out: Annotated[Path, typer.Option("--out", metavar="FILE", help="Where to write the index (.npz).")],

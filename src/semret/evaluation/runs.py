@@ -20,15 +20,19 @@ METHODS = (
     "exact",
     "hash",
     "hash-rerank",
+    "cimon",
     "lsh",
     "kmeans",
     "neural-lsh",
     "neural-lsh-knn",
+    "fourier-lsh",
     "iwan",
     "iwan-published",
 )
 #: The methods whose results depend on a seed (trained, or drawn at random): `--seeds` reruns them.
-SEEDED_METHODS = frozenset({"hash", "hash-rerank", "lsh", "kmeans", "neural-lsh", "neural-lsh-knn", "iwan"})
+SEEDED_METHODS = frozenset(
+    {"hash", "hash-rerank", "cimon", "lsh", "kmeans", "neural-lsh", "neural-lsh-knn", "fourier-lsh", "iwan"}
+)
 #: The methods that need the backbone's ImageNet classifier (its 1,000-class head).
 IMAGENET_METHODS = frozenset({"iwan-published"})
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -40,11 +41,16 @@ from scipy.special import ndtr
 from semret.core.params import Configurable, check_is_fitted
 from semret.core.validation import check_count, check_finite_array, check_non_negative, check_positive, check_seed
 from semret.errors import SemretError
+from semret.hashing.hasher import EncodedImages
+from semret.hashing.network import load_weights
+from semret.torch_files import read_semret_file, save_semret_file
 from semret.vision.backbones import torch_seeded
 
 Progress = Callable[[str, int, int], None]
 #: Width of the bins the distances' mode is found in (the code's 0.01 over [0, 1)).
 MODE_BIN = 0.01
+CHECKPOINT_FORMAT = "semret.cimon-model"
+CHECKPOINT_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -202,6 +208,9 @@ class CimonHasher(Configurable):
         self.weight_decay = check_non_negative("weight_decay", weight_decay)
         self.seed = check_seed(seed)
         self.network_: torch.nn.Module | None = None
+        self.feature_dim_: int | None = None
+        #: Where the features came from (backbone name, weights, input size), when told (`save`).
+        self.feature_source_: dict[str, Any] | None = None
         self.graph_: SimilarityGraph | None = None
         self.training_rows_: npt.NDArray[np.int64] | None = None
         self.loss_history_: list[float] = []
@@ -240,6 +249,7 @@ class CimonHasher(Configurable):
             torch.set_num_threads(threads)
         network.eval()
         self.network_, self.graph_, self.training_rows_, self.loss_history_ = network, graph, rows, history
+        self.feature_dim_ = int(clean.shape[1])
         return self
 
     def _train(
@@ -284,11 +294,20 @@ class CimonHasher(Configurable):
                     progress("training", epoch + 1, self.epochs)
         return network
 
+    @property
+    def embedding_dim(self) -> int:
+        """The size of the stored embedding: the L tanh outputs."""
+        return self.n_bits
+
     def activations(self, features: npt.ArrayLike) -> npt.NDArray[np.float32]:
         """The head's outputs before tanh, (n, n_bits)."""
         check_is_fitted(self, "network_")
         assert self.network_ is not None
         array = check_finite_array("features", features, 2)
+        if array.shape[1] != self.feature_dim_:
+            raise SemretError(
+                f"the features have {array.shape[1]} dimensions, the CIMON model expects {self.feature_dim_}"
+            )
         with torch.no_grad():
             out: npt.NDArray[np.float32] = self.network_(torch.from_numpy(array)).numpy()
         return out
@@ -297,8 +316,58 @@ class CimonHasher(Configurable):
         """Packed codes: bit = 1 where tanh(v) >= 0 (the sign, 0 read as +1)."""
         return np.packbits(self.activations(features) >= 0, axis=1, bitorder="big")
 
+    def encode_images(self, features: npt.ArrayLike, progress: Progress | None = None) -> EncodedImages:
+        """What the store keeps per image: the unit-norm tanh codes (the embedding a cosine re-rank
+        compares) and the packed binary codes (their signs)."""
+        activations = self.activations(features)
+        soft = np.tanh(activations.astype(np.float64))
+        norms = np.linalg.norm(soft, axis=1, keepdims=True)
+        embeddings = (soft / np.maximum(norms, 1e-12)).astype(np.float32)
+        if progress:
+            progress("encoding", len(activations), len(activations))
+        return EncodedImages(embeddings, np.packbits(activations >= 0, axis=1, bitorder="big"))
+
     def state(self) -> dict[str, Any]:
         """The learned weights (for a checkpoint)."""
         check_is_fitted(self, "network_")
         assert self.network_ is not None
         return {name: tensor.detach().clone() for name, tensor in self.network_.state_dict().items()}
+
+    def save(self, path: str | Path, feature_source: dict[str, Any] | None = None) -> None:
+        """Write the trained head, its parameters and (when given) the backbone its features came
+        through (``{"backbone", "weights", "image_size"}``), atomically."""
+        state = self.state()
+        source = feature_source if feature_source is not None else self.feature_source_
+        contents = {
+            "config": self.get_params(),
+            "state_dict": state,
+            "feature_dim": self.feature_dim_,
+            "feature_source": dict(source) if source else {},
+            "loss_history": list(self.loss_history_),
+            "graph_positive_rate": self.graph_.positive_rate if self.graph_ is not None else None,
+        }
+        save_semret_file(path, CHECKPOINT_FORMAT, CHECKPOINT_VERSION, contents)
+        self.feature_source_ = dict(source) if source else None
+
+    @classmethod
+    def load(cls, path: str | Path) -> CimonHasher:
+        """A model written by `save`; a missing, corrupt or foreign file is a one-line error."""
+        payload = read_semret_file(
+            path, CHECKPOINT_FORMAT, CHECKPOINT_VERSION, "CIMON model", ("config", "state_dict", "feature_dim")
+        )
+        stored = payload["config"]
+        if not isinstance(stored, dict) or set(stored) - set(cls.param_names()):
+            raise SemretError(f"{path}: the CIMON model's config has unknown fields (written by a newer semret?)")
+        try:
+            hasher = cls(**stored)
+        except SemretError as exc:
+            raise SemretError(f"{path}: {exc}") from exc
+        with torch_seeded(hasher.seed):  # initial weights, replaced by the stored ones
+            network = hasher._network(int(payload["feature_dim"]))
+        load_weights(network, payload["state_dict"], str(path))  # type: ignore[arg-type]
+        network.eval()
+        hasher.network_ = network
+        hasher.feature_dim_ = int(payload["feature_dim"])
+        hasher.feature_source_ = dict(payload.get("feature_source") or {}) or None
+        hasher.loss_history_ = [float(x) for x in payload.get("loss_history", [])]
+        return hasher

@@ -361,7 +361,7 @@ def read_index_extra(path: str | Path) -> dict[str, npt.NDArray[Any]]:
 
 def index_kinds() -> list[str]:
     """The kinds of index there are (``exact``, ``hnsw``, ``kmeans``, ``lsh``, ``lsh-codes``,
-    ``neural-lsh``, ``neural-lsh-knn``)."""
+    ``neural-lsh``, ``neural-lsh-knn``, ``fourier-lsh``)."""
     return sorted(_REGISTRY)
 
 

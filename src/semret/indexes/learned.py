@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-__all__ = ["Progress", "one_thread"]
+__all__ = ["EarlyStopping", "Progress", "one_thread"]
 
 #: progress(stage, done, total): e.g. "neighbours" (done = points), "training" (done = steps or
 #: epochs) or "hashing" (done = vectors put in buckets).
@@ -25,3 +25,24 @@ def one_thread() -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(threads)
+
+
+class EarlyStopping:
+    """``EarlyStoppingModule(av, patience, delta).check([-totalEpochLoss], ...)``: the first epoch
+    sets the best score; an epoch that betters it by at least ``delta`` resets the count of bad
+    epochs; training stops once that count exceeds ``patience`` (None: never), and stays stopped."""
+
+    def __init__(self, patience: int | None, delta: float) -> None:
+        self.patience, self.delta = patience, delta
+        self.best: float | None = None
+        self.bad_epochs = 0
+        self.stopped = False
+
+    def stop(self, epoch_loss: float) -> bool:
+        score = -epoch_loss
+        if self.best is None or score - self.best >= self.delta:
+            self.best, self.bad_epochs = score, 0
+        else:
+            self.bad_epochs += 1
+            self.stopped = self.stopped or (self.patience is not None and self.bad_epochs > self.patience)
+        return self.stopped

@@ -64,6 +64,7 @@ from semret.core.validation import check_choice, check_int, check_number, check_
 from semret.errors import SemretError
 from semret.indexes.base import VectorIndex
 from semret.indexes.buckets import MAX_BITS, BucketTables, bucket_keys
+from semret.indexes.learned import EarlyStopping as _EarlyStopping
 from semret.indexes.learned import Progress, one_thread
 
 if TYPE_CHECKING:  # torch is imported where it trains: slow to import, and searching needs none
@@ -266,6 +267,10 @@ class NeuralLSHIndex(VectorIndex):
         """(n, H) codes ``tanh(W x + b)`` of (n, dim) vectors, normalised first (float64)."""
         return np.tanh(self._projections(normalise(vectors, self.dim)))
 
+    def code_bits(self, vectors: npt.ArrayLike) -> npt.NDArray[np.bool_]:
+        """(n, H) bits of the one code of each vector (normalised first): ``tanh(W x + b) > 0``."""
+        return np.asarray(self._projections(normalise(vectors, self.dim)) > 0)
+
     def hash_keys(self, vectors: npt.ArrayLike) -> npt.NDArray[np.uint64]:
         """(n, L) bucket keys of (n, dim) vectors, normalised first: the bucket of each in each table."""
         return self._keys(normalise(vectors, self.dim))
@@ -422,24 +427,3 @@ class _LabelGraph:
     def non_neighbours(self, batch: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
         labels = self.labels[batch]
         return np.asarray(labels[:, None] != labels[None, :])
-
-
-class _EarlyStopping:
-    """``EarlyStoppingModule(av, patience, delta).check([-totalEpochLoss], ...)``: the first epoch
-    sets the best score; an epoch that betters it by at least ``delta`` resets the count of bad
-    epochs; training stops once that count exceeds ``patience`` (None: never), and stays stopped."""
-
-    def __init__(self, patience: int | None, delta: float) -> None:
-        self.patience, self.delta = patience, delta
-        self.best: float | None = None
-        self.bad_epochs = 0
-        self.stopped = False
-
-    def stop(self, epoch_loss: float) -> bool:
-        score = -epoch_loss
-        if self.best is None or score - self.best >= self.delta:
-            self.best, self.bad_epochs = score, 0
-        else:
-            self.bad_epochs += 1
-            self.stopped = self.stopped or (self.patience is not None and self.bad_epochs > self.patience)
-        return self.stopped

@@ -193,6 +193,17 @@ class FeatureCache:
         directory = self.directory(key)
         return (directory / METADATA_FILE).is_file() and (directory / FEATURES_FILE).is_file()
 
+    def cached_features(self, key: FeatureKey, n_images: int, feature_dim: int) -> npt.NDArray[np.float32] | None:
+        """The features of ``key`` when all ``n_images`` are cached with ``feature_dim`` values each,
+        else None: for callers that would have to make the images first (augmented views)."""
+        directory = self.directory(key)
+        stored = _read_metadata(directory)
+        if stored is None or stored.get("n_images") != n_images or stored.get("feature_dim") != feature_dim:
+            return None
+        if stored.get("key") != asdict(key):
+            return None
+        return self._complete_features(directory, n_images, feature_dim)
+
     def clear(self, key: FeatureKey) -> None:
         """Delete everything cached for ``key`` (nothing happens if there is nothing)."""
         directory = self.directory(key)
