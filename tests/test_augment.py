@@ -19,6 +19,7 @@ def test_views_keep_the_images_shape_and_are_seeded_per_image() -> None:
     assert augmented_views(colour, 2, seed=5).shape == (3, 2, 20, 24, 3)
     # image i's views depend on the seed and i only: the same alone as in a batch
     np.testing.assert_array_equal(augmented_views(grey[:2], 3, seed=5), views[:2])
+    np.testing.assert_array_equal(augmented_views(grey[[4, 1]], 3, seed=5, positions=[4, 1]), views[[4, 1]])
     assert not np.array_equal(augmented_views(grey, 3, seed=6), views)
     assert all(not np.array_equal(views[i, 0], views[i, 1]) for i in range(6))  # two different views
     assert all(not np.array_equal(views[i, 0], grey[i]) for i in range(6))

@@ -171,6 +171,12 @@ def test_cimon_trains_without_labels_then_encodes_queries_and_classifies(
     other = semret("hash", "encode", model, "--collection", TEST, "--image-size", "24", *features(store)[:4],
                    "--cache-dir", str(store[1]), "--db", url)  # fmt: skip
     assert other.exit_code == 1 and "was trained on other features (image_size 16 there, 24 here)" in other.stderr
+    network = semret("hash", "encode", model, "--collection", TEST, "--backbone", "efficientnet-lite0",
+                     "--cache-dir", str(store[1]), "--db", url)  # fmt: skip
+    assert network.exit_code == 1 and "backbone 'small-cnn' there, 'efficientnet-lite0' here" in network.stderr
+    stray = semret("hash", "train", "--collection", TRAIN, "--hierarchy", "fashion-mnist", "--views", "3",
+                   "--out", model, *features(store))  # fmt: skip
+    assert stray.exit_code == 1 and "--views: only for --method cimon" in stray.stderr
     labels = semret("hash", "train", "--method", "cimon", "--collection", TRAIN, "--hierarchy", "fashion-mnist",
                     "--out", model, *features(store))  # fmt: skip
     assert labels.exit_code == 1 and "CIMON uses no labels" in labels.stderr

@@ -17,6 +17,7 @@ from semret.errors import SemretError
 from semret.evaluation.report import RANKINGS_FILE, RESULTS_FILE, results_document, tables, write_results
 from semret.evaluation.runs import METHODS, EvalConfig, EvalResult
 from semret.evaluation.scoring import METRICS
+from semret.hashing.cimon import CimonHasher
 from semret.sql import migrations
 from semret.sql.engine import describe_url, make_engine
 from semret.vision.backbones import make_backbone
@@ -122,6 +123,19 @@ def test_every_method_on_the_published_protocol(database_url: str, tiny: Path, t
     assert 1 <= hash_details["distinct_database_codes"] <= len(result.database_ids)
     expected_search = "postgresql" if database_url.startswith("postgresql") else "memory (codes read from the store)"
     assert result.runs["hash"].details["searched_in"] == expected_search
+    # cimon: its codes stored and searched like hash's; its checkpoint names the run's backbone,
+    # so that `semret hash encode` encodes other images with the same one
+    cimon = result.runs["cimon"].details
+    assert (
+        cimon["model"].startswith(f"{result.collection}-cimon-small-cnn-") and cimon["searched_in"] == expected_search
+    )
+    assert cimon["training_images"] == result.summary["train_images"] and cimon["params"]["n_views"] == 2
+    source = CimonHasher.load(tmp_path / "work" / "cimon-model.pt").feature_source_
+    assert source is not None and (source["backbone"], source["image_size"], source["views"]) == ("small-cnn", 16, 2)
+    assert source["weights"].startswith("sha256:")
+    # a classifier on each kind of code beats chance (0.1) on these easy classes
+    for method in ("hash", "cimon", "neural-lsh", "fourier-lsh"):
+        assert result.runs[method].details["code_classification_accuracy"] > 0.3, method
 
 
 def test_a_rerun_gives_the_same_rankings_and_reuses_what_it_can(sqlite_url: str, tiny: Path, tmp_path: Path) -> None:
@@ -227,6 +241,9 @@ def test_results_never_hold_a_database_password(sqlite_url: str, tiny: Path, tmp
         (["--set", "hash.shortlist=-5", "--data-dir", "/nonexistent"], "shortlist must be at least 1, got -5"),
         (["--set", "iwan.ranker=gpu", "--data-dir", "/nonexistent"], "iwan.ranker must be 'sql' or 'memory'"),
         (["--set", "lsh.seed=3"], "the run's --seed sets it"),
+        (["--set", "cimon.n_views=1", "--data-dir", "/nonexistent"], "cimon.n_views must be"),
+        (["--set", "cimon.colour=1", "--data-dir", "/nonexistent"], "--set cimon: no parameter colour"),
+        (["--set", "fourier-lsh:rank_weight=2", "--data-dir", "/nonexistent"], "rank_weight must be"),
         (["--dataset", "imagenet"], "unknown dataset"),
         (["--backbone", "vgg"], "unknown backbone 'vgg'"),
     ],

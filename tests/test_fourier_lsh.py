@@ -79,8 +79,13 @@ def test_the_learned_index_finds_neighbours_through_the_query_map() -> None:
     recall = np.mean([len(set(t) & set(f)) / 10 for t, f in zip(truth, found, strict=True)])
     share = index.last_candidates.mean() / len(vectors)
     assert recall > 0.9 and share < 0.3  # nearly every neighbour, from under a third of the points
-    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
-    assert not np.array_equal(index.hash_keys(unit, query=True), index.hash_keys(unit, query=False))
+    # items sit in the buckets of their corpus keys; a query looks up the buckets of its query keys
+    own = index.tables.lookup_pairs(index.hash_keys(vectors, query=False)[:, :, None])
+    assert set(zip(*own, strict=True)) >= {(i, i) for i in range(len(vectors))}
+    rows, _ = index.tables.lookup_pairs(index.hash_keys(queries, query=True)[:, :, None])
+    np.testing.assert_array_equal(index.last_candidates, np.bincount(rows, minlength=len(queries)))
+    other, _ = index.tables.lookup_pairs(index.hash_keys(queries, query=False)[:, :, None])
+    assert not np.array_equal(np.bincount(other, minlength=len(queries)), index.last_candidates)
     assert index.loss_history_[-1] < index.loss_history_[0]
 
 

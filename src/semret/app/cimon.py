@@ -79,7 +79,7 @@ def view_features(
         found = cache.cached_features(key, len(picked) * n_views, dim)
         if found is not None:
             return found.reshape(len(picked), n_views, dim)
-    views = augmented_views(images[picked], n_views, seed, progress)
+    views = augmented_views(images[picked], n_views, seed, progress, positions=picked)
     flat = views.reshape(len(picked) * n_views, *views.shape[2:])
     if cache is not None and key is not None:
         features = cache.features(key, flat, backbone, batch_size, _renamed(progress, "view features"))

@@ -105,6 +105,9 @@ class EvalData:
     #: (rows of the training images, views, seed, progress) -> their augmented views' features
     #: (rows, views, d), for cimon; None where the images are not at hand.
     train_views: Callable[[npt.NDArray[np.int64], int, int, Progress | None], npt.NDArray[np.float32]] | None = None
+    #: The backbone the features came through ({"backbone", "weights", "image_size"}), written into
+    #: the checkpoints of models that encode features (cimon), so that `hash encode` uses it.
+    feature_source: dict[str, Any] = field(default_factory=dict)
     #: Whether a convention counts the query among its own results (then `_timed_queries` keeps
     #: the rankings with the query too).
     keep_query: bool = False
@@ -316,7 +319,7 @@ def run_cimon(data: EvalData, k: int, progress: Progress | None) -> MethodRun:
     hasher.fit(data.train_features[rows], views, progress=progress)
     trained = time.perf_counter()
     checkpoint = data.work_dir / "cimon-model.pt"
-    hasher.save(checkpoint, {"views": n_views})
+    hasher.save(checkpoint, {**data.feature_source, "views": n_views})
     model, stored = _store_database_codes(
         data, f"{data.collection}-cimon-{data.feature_tag}", hasher.get_params(), checkpoint,
         hasher.encode_images(data.database_features),

@@ -217,6 +217,7 @@ def prepare_run(
         imagenet_probabilities=imagenet_predictor(backbone),
         keep_query=any(CONVENTIONS[name].query_counts for name in config.conventions),
         train_views=_view_maker(train, backbone, cache_root, config.batch_size),
+        feature_source={"backbone": backbone.name, "weights": weights_id(backbone), "image_size": backbone.input_size},
     )
     data.work_dir.mkdir(parents=True, exist_ok=True)
     ground = Ground(

@@ -114,14 +114,30 @@ def hash_train(
     classification_weight: Annotated[
         float, typer.Option("--classification-weight", help="semantic: weight of an added cross-entropy term.")
     ] = 0.0,
-    views: Annotated[int, typer.Option("--views", help="cimon: augmented views per training image.")] = 4,
+    views: Annotated[
+        int | None,
+        typer.Option("--views", help="cimon: augmented views per training image (default 4).", show_default=False),
+    ] = None,
     graph_size: Annotated[
-        int, typer.Option("--graph-size", help="cimon: training images (a seeded sample of more).")
-    ] = 5000,
+        int | None,
+        typer.Option(
+            "--graph-size", help="cimon: training images, a seeded sample of more (default 5000).", show_default=False
+        ),
+    ] = None,
     threshold: Annotated[
-        float, typer.Option("--threshold", help="cimon: cosine distance at most which a pair is similar.")
-    ] = 0.1,
-    clusters: Annotated[int, typer.Option("--clusters", help="cimon: spectral clusters refining the graph.")] = 70,
+        float | None,
+        typer.Option(
+            "--threshold",
+            help="cimon: cosine distance at most which a pair is similar (default 0.1).",
+            show_default=False,
+        ),
+    ] = None,
+    clusters: Annotated[
+        int | None,
+        typer.Option(
+            "--clusters", help="cimon: spectral clusters refining the graph (default 70).", show_default=False
+        ),
+    ] = None,
     backbone: Annotated[
         str | None,
         typer.Option(
@@ -162,11 +178,16 @@ def hash_train(
             raise SemretError(
                 "--hierarchy, --finetune and --classification-weight are for the semantic hash; CIMON uses no labels"
             )
-        cimon = {"n_views": views, "graph_size": graph_size, "threshold": threshold, "n_clusters": clusters}
+        given = {"n_views": views, "graph_size": graph_size, "threshold": threshold, "n_clusters": clusters}
+        cimon = {name: value for name, value in given.items() if value is not None}
         _train_cimon(
             ctx, out, data, collection, split, backbone, weights, image_size, cache_dir, db, {**common, **cimon}
         )
         return
+    cimon_only = {"--views": views, "--graph-size": graph_size, "--threshold": threshold, "--clusters": clusters}
+    stray = [flag for flag, value in cimon_only.items() if value is not None]
+    if stray:
+        raise SemretError(f"{', '.join(stray)}: only for --method cimon")
     if hierarchy is None:
         raise SemretError("the semantic hash needs --hierarchy (or train CIMON without labels: --method cimon)")
     if split is not None:
@@ -270,17 +291,13 @@ def hash_encode(
     --backbone and --image-size as the model was trained with."""
     hasher = load_hasher(model)
     engine = engine_for(ctx, db)
-    trained_on = getattr(hasher, "feature_source_", None) or {}  # CIMON models name their backbone
+    network = _cimon_backbone(hasher, model, backbone, weights, image_size) if data is None else None
     with progress_bars() as progress:
         if data is None:
-            found = collection_features(
-                engine, collection, backbone or trained_on.get("backbone", DEFAULT_BACKBONE),
-                weights or _named_weights(trained_on), image_size or trained_on.get("image_size"),
+            arrays = collection_features(
+                engine, collection, network or backbone or DEFAULT_BACKBONE, weights, image_size,
                 cache_dir=cache_dir, progress=StageProgress(progress),
-            )  # fmt: skip
-            if trained_on:
-                check_feature_source(hasher, found.backbone, found.weights, found.image_size, str(model))  # type: ignore[arg-type]
-            arrays = found.arrays
+            ).arrays  # fmt: skip
         else:
             _not_with_a_file(backbone=backbone, weights=weights, image_size=image_size, cache_dir=cache_dir)
             arrays = read_labelled_arrays(data)
@@ -294,8 +311,23 @@ def hash_encode(
     )
 
 
-def _named_weights(trained_on: dict[str, Any]) -> str | None:
-    """The weights a model was trained on where a name gives them (imagenet, none); a file's
-    weights (a checksum there) must be given again with --weights."""
+def _cimon_backbone(hasher: Any, model: Path, backbone: str | None, weights: str | None, image_size: int | None) -> Any:
+    """For a CIMON model: the backbone its checkpoint names (what is given overrides it), made and
+    checked against the checkpoint before any feature is computed; None for a semantic model."""
+    from semret.hashing.cimon import CimonHasher
+    from semret.vision.backbones import make_backbone
+    from semret.vision.features import weights_id
+
+    if not isinstance(hasher, CimonHasher):
+        return None
+    trained_on = hasher.feature_source_ or {}
+    name = backbone or trained_on.get("backbone")
+    if name is None:
+        raise SemretError(f"{model}: the CIMON model does not name its backbone: give --backbone (and --image-size)")
     named = trained_on.get("weights")
-    return named if named in ("imagenet", "none") else None
+    network = make_backbone(
+        name, weights or (named if named in ("imagenet", "none") else None), image_size or trained_on.get("image_size"),
+        seed=0,
+    )  # fmt: skip
+    check_feature_source(hasher, network.name, weights_id(network), network.input_size, str(model))
+    return network

@@ -362,12 +362,20 @@ class CimonHasher(Configurable):
             hasher = cls(**stored)
         except SemretError as exc:
             raise SemretError(f"{path}: {exc}") from exc
+        feature_dim, state, source = payload["feature_dim"], payload["state_dict"], payload.get("feature_source")
+        if isinstance(feature_dim, bool) or not isinstance(feature_dim, int) or feature_dim < 1:
+            raise SemretError(f"{path}: the CIMON model's feature_dim is {feature_dim!r}, not a positive integer")
+        if not isinstance(state, dict) or not isinstance(source or {}, dict):
+            raise SemretError(f"{path}: the CIMON model's weights or feature source are not mappings")
         with torch_seeded(hasher.seed):  # initial weights, replaced by the stored ones
-            network = hasher._network(int(payload["feature_dim"]))
-        load_weights(network, payload["state_dict"], str(path))  # type: ignore[arg-type]
+            network = hasher._network(feature_dim)
+        load_weights(network, state, str(path))  # type: ignore[arg-type]
         network.eval()
         hasher.network_ = network
-        hasher.feature_dim_ = int(payload["feature_dim"])
-        hasher.feature_source_ = dict(payload.get("feature_source") or {}) or None
-        hasher.loss_history_ = [float(x) for x in payload.get("loss_history", [])]
+        hasher.feature_dim_ = feature_dim
+        hasher.feature_source_ = dict(source or {}) or None
+        try:
+            hasher.loss_history_ = [float(x) for x in payload.get("loss_history", [])]
+        except (TypeError, ValueError):
+            raise SemretError(f"{path}: the CIMON model's loss history is not a list of numbers") from None
         return hasher

@@ -32,9 +32,9 @@ What the adaptation changes, and why:
   axes (scikit-learn's PCA, fitted on the fit sample): a 4 m d Fourier map of 1,280-d features
   (51,200 values per point at m = 10) would not fit a CPU's budget. The projections are scaled
   by one factor, so that the first axis's standard deviation is ``input_scale`` (3, the window
-  T): the differences then use the window, where unscaled unit vectors' coordinates (spreads of
-  0.05 to 0.3) would leave the hinge term drowned by the constant d T and the maps' sampling noise
-  (measured: the maps' inner products then hardly follow the hinge score; docs/hashing.md);
+  T): the differences then use the window, where unscaled unit vectors' coordinates (spreads
+  well below 1) would leave the hinge term drowned by the constant d T and the maps' sampling
+  noise (measured in docs/indexes.md: the maps' inner products then do not follow the hinge score);
 - the exact similarity is the cosine (semret's contract and seed 001's ranking), so the positives
   are a training query's nearest items by cosine and candidates are re-ranked by cosine; the
   Fourier map is the hash network's input, whose inner products follow the dominance score of the
@@ -328,9 +328,9 @@ class FourierLSHIndex(VectorIndex):
 
     # --- hashing -------------------------------------------------------------------------------
 
-    def hash_keys(self, vectors: npt.NDArray[np.float32], query: bool) -> npt.NDArray[np.uint64]:
-        """(n, L) bucket keys of unit vectors, through the query or the corpus map."""
-        return self._keys(vectors, query)
+    def hash_keys(self, vectors: npt.ArrayLike, query: bool) -> npt.NDArray[np.uint64]:
+        """(n, L) bucket keys of vectors (normalised first), through the query or the corpus map."""
+        return self._keys(normalise(vectors, self.dim), query)
 
     def code_bits(self, vectors: npt.ArrayLike, query: bool = False) -> npt.NDArray[np.bool_]:
         """(n, H) bits of each vector's code (normalised first), through the corpus map unless ``query``."""

@@ -1,5 +1,5 @@
-"""What the learned indexes (`neural_lsh`, `neural_lsh_knn`) share: their progress callback and
-running torch on one thread while they train or hash."""
+"""What the learned indexes (`neural_lsh`, `neural_lsh_knn`, `fourier_lsh`) share: their progress
+callback, running torch on one thread while they train or hash, and the official early stopping."""
 
 from __future__ import annotations
 

@@ -48,23 +48,31 @@ def _pipeline(height: int, width: int) -> Callable[[torch.Tensor], torch.Tensor]
 
 
 def augmented_views(
-    images: npt.NDArray[np.uint8], n_views: int, seed: int = 0, progress: Progress | None = None
+    images: npt.NDArray[np.uint8],
+    n_views: int,
+    seed: int = 0,
+    progress: Progress | None = None,
+    positions: npt.ArrayLike | None = None,
 ) -> npt.NDArray[np.uint8]:
     """``n_views`` augmented views of each uint8 image, (n, h, w) or (n, h, w, 3) in, (n, n_views,
-    h, w[, 3]) out; image i's views are drawn from ``seed`` and i (module docstring).
+    h, w[, 3]) out; image i's views are drawn from ``seed`` and its position: ``positions[i]``
+    (its row in the whole set the images were picked from), else i (module docstring).
     progress("augmenting", done, n)."""
     array = np.asarray(images)
     if array.dtype != np.uint8 or not (array.ndim == 3 or (array.ndim == 4 and array.shape[-1] == 3)):
         raise SemretError(f"images to augment must be uint8 (n, h, w) or (n, h, w, 3), got {array.dtype} {array.shape}")
     n_views = check_count("n_views", n_views)
     seed = check_seed(seed)
+    places = np.arange(len(array)) if positions is None else np.asarray(positions, dtype=np.int64).reshape(-1)
+    if len(places) != len(array):
+        raise SemretError(f"{len(array)} images to augment but {len(places)} positions")
     grey = array.ndim == 3
     height, width = array.shape[1], array.shape[2]
     pipeline = _pipeline(height, width)
     out = np.empty((len(array), n_views, *array.shape[1:]), dtype=np.uint8)
     with torch.random.fork_rng(devices=[]):  # the global generator is left as it was
         for i in range(len(array)):
-            torch.random.default_generator.manual_seed((seed * 1_000_003 + i) % 2**63)
+            torch.random.default_generator.manual_seed((seed * 1_000_003 + int(places[i])) % 2**63)
             image = torch.from_numpy(np.ascontiguousarray(array[i]))
             chw = image.unsqueeze(0) if grey else image.permute(2, 0, 1)
             for view in range(n_views):
