@@ -134,7 +134,7 @@ def test_hash_train_and_encode_from_collections(store: tuple[str, Path], tmp_pat
     assert len(found["results"]) == 3
 
     neither = semret("hash", "train", "--hierarchy", "fashion-mnist", "--out", model)
-    assert neither.exit_code == 1 and "give the training data" in neither.stderr
+    assert neither.exit_code == 1 and "give the training data once" in neither.stderr
     finetune = semret("hash", "train", "--collection", TRAIN, "--hierarchy", "fashion-mnist", "--out", model,
                       "--finetune", *features(store))  # fmt: skip
     assert finetune.exit_code == 1 and "--finetune trains the backbone on images" in finetune.stderr

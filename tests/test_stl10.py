@@ -155,3 +155,26 @@ def test_semret_eval_runs_on_stl10(sqlite_url: str, tmp_path: Path) -> None:
     document = json.loads((out / "results.json").read_text())
     assert document["config"]["dataset"] == "stl10" and document["summary"]["queries"] == 10
     assert set(document["methods"]) == {"exact", "hash-rerank"}
+
+
+def test_cimon_trains_on_the_unlabelled_images(tmp_path: Path) -> None:
+    """`semret hash train --method cimon --dataset stl10 --split unlabeled`: the images no
+    collection holds (no labels) train CIMON from the command line; only the drawn ones are encoded."""
+    from semret.hashing.cimon import CimonHasher
+
+    from helpers import ok, semret
+
+    write_stl10(tmp_path, n_unlabeled=40)
+    out = tmp_path / "cimon.pt"
+    trained = ok(
+        "hash", "train", "--method", "cimon", "--dataset", "stl10", "--split", "unlabeled", "--data-dir", tmp_path,
+        "--backbone", "small-cnn", "--weights", "none", "--image-size", "16", "--bits", "8", "--epochs", "1",
+        "--views", "2", "--graph-size", "30", "--clusters", "3", "--cache-dir", tmp_path / "cache", "--out", out,
+    )  # fmt: skip
+    assert "CIMON trained without labels on 30 images x 2 views" in trained.stdout
+    model = CimonHasher.load(out)
+    assert model.feature_source_ == {"backbone": "small-cnn", "weights": "none", "image_size": 16, "views": 2}
+    semantic = semret("hash", "train", "--dataset", "stl10", "--hierarchy", "stl10", "--out", out)
+    assert semantic.exit_code == 1 and "--dataset: only for --method cimon" in semantic.stderr
+    stray = semret("hash", "train", "--method", "cimon", "--data-dir", tmp_path, "--collection", "x", "--out", out)
+    assert stray.exit_code == 1 and "--data-dir: only with --dataset" in stray.stderr

@@ -219,3 +219,39 @@ def train_cimon_on_images(
     network = make_backbone(backbone, weights, image_size, seed=0)
     features = extract_features(network, images, progress=progress)
     return train_cimon(network, images, features, out, n_views=n_views, progress=progress, **params)
+
+
+def train_cimon_on_dataset(
+    dataset: str,
+    split: str,
+    out: str | Path,
+    *,
+    data_dir: str | Path | None = None,
+    backbone: str,
+    weights: str | None = None,
+    image_size: int | None = None,
+    cache_dir: str | Path | None = None,
+    progress: Progress | None = None,
+    n_views: int = DEFAULT_VIEWS,
+    **params: Any,
+) -> CimonTraining:
+    """`train_cimon` on a dataset split read from its files, labelled or not (STL-10's 100,000
+    ``unlabeled`` images, on which the paper trains): only the ``graph_size`` images drawn are
+    read into memory and encoded; their clean features and views are kept in the feature cache."""
+    from semret.hashing.cimon import CimonHasher
+    from semret.vision.backbones import INPUT_SIZES, make_backbone
+    from semret.vision.datasets import load_dataset
+    from semret.vision.features import FeatureCache, FeatureKey, default_cache_dir
+
+    hasher = CimonHasher(**params)  # its parameters checked before anything is read
+    network = make_backbone(backbone, weights, image_size, seed=0)
+    everything = load_dataset(dataset, split, data_dir, image_size=image_size or INPUT_SIZES.get(backbone, 224))
+    drawn = everything.subset(training_rows(len(everything), hasher.graph_size, hasher.seed))
+    root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    key = FeatureKey.for_backbone(drawn.dataset, drawn.split, drawn.fingerprint(), network)
+    features = FeatureCache(root).features(key, drawn.images, network, progress=progress)
+    source = ViewSource(drawn.dataset, drawn.split, drawn.fingerprint())
+    return train_cimon(
+        network, drawn.images, np.asarray(features, dtype=np.float32), out, n_views=n_views, source=source,
+        cache_dir=root, progress=progress, **params,
+    )  # fmt: skip

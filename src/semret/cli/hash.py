@@ -7,7 +7,12 @@ from typing import Annotated, Any
 
 import typer
 
-from semret.app.cimon import check_feature_source, train_cimon_on_collection, train_cimon_on_images
+from semret.app.cimon import (
+    check_feature_source,
+    train_cimon_on_collection,
+    train_cimon_on_dataset,
+    train_cimon_on_images,
+)
 from semret.app.features import DEFAULT_BACKBONE, collection_features
 from semret.app.hashing import encode_and_store, load_hasher, train_hasher
 from semret.cli._app import (
@@ -86,10 +91,26 @@ def hash_train(
             show_default=False,
         ),
     ] = None,
+    dataset: Annotated[
+        str | None,
+        typer.Option(
+            "--dataset",
+            metavar="NAME",
+            help="cimon: train on a dataset's files instead (e.g. stl10 --split unlabeled), with --data-dir.",
+            show_default=False,
+        ),
+    ] = None,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option("--data-dir", metavar="DIR", help="cimon: where --dataset's files are.", show_default=False),
+    ] = None,
     split: Annotated[
         str | None,
         typer.Option(
-            "--split", metavar="NAME", help="cimon: only this split of --collection (default: all).", show_default=False
+            "--split",
+            metavar="NAME",
+            help="cimon: only this split of --collection (default: all), or --dataset's split (default: train).",
+            show_default=False,
         ),
     ] = None,
     bits: Annotated[
@@ -161,10 +182,16 @@ def hash_train(
     hash (supervised, with --hierarchy) or CIMON (unsupervised, --method cimon); write a checkpoint."""
     if method not in METHODS:
         raise SemretError(f"unknown --method {method!r}: choose semantic or cimon")
-    if (data is None) == (collection is None):
-        raise SemretError("give the training data: a .npz file, or --collection NAME (its images' features)")
+    sources = sum(x is not None for x in (data, collection, dataset))
+    if sources != 1:
+        raise SemretError(
+            "give the training data once: a .npz file, --collection NAME (its images' features), or (cimon) "
+            "--dataset NAME"
+        )
+    if data_dir is not None and dataset is None:
+        raise SemretError("--data-dir: only with --dataset")
     defaults = TRAIN_DEFAULTS[method]
-    common = {
+    common: dict[str, Any] = {
         "n_bits": bits if bits is not None else defaults["bits"],
         "epochs": epochs if epochs is not None else defaults["epochs"],
         "batch_size": batch_size if batch_size is not None else defaults["batch_size"],
@@ -179,11 +206,22 @@ def hash_train(
                 "--hierarchy, --finetune and --classification-weight are for the semantic hash; CIMON uses no labels"
             )
         given = {"n_views": views, "graph_size": graph_size, "threshold": threshold, "n_clusters": clusters}
-        cimon = {name: value for name, value in given.items() if value is not None}
+        cimon: dict[str, Any] = {name: value for name, value in given.items() if value is not None}
+        if dataset is not None:
+            with progress_bars() as progress:
+                cimon_run = train_cimon_on_dataset(
+                    dataset, split or "train", out, data_dir=data_dir, backbone=backbone or DEFAULT_BACKBONE,
+                    weights=weights, image_size=image_size, cache_dir=cache_dir, progress=StageProgress(progress),
+                    **common, **cimon,
+                )  # fmt: skip
+            _report_cimon(cimon_run, out)
+            return
         _train_cimon(
             ctx, out, data, collection, split, backbone, weights, image_size, cache_dir, db, {**common, **cimon}
         )
         return
+    if dataset is not None:
+        raise SemretError("--dataset: only for --method cimon (the semantic hash trains on a file or --collection)")
     cimon_only = {"--views": views, "--graph-size": graph_size, "--threshold": threshold, "--clusters": clusters}
     stray = [flag for flag, value in cimon_only.items() if value is not None]
     if stray:
@@ -252,6 +290,10 @@ def _train_cimon(
                 arrays.data, out, backbone=chosen, weights=weights, image_size=image_size,
                 progress=StageProgress(progress), **params,
             )  # fmt: skip
+    _report_cimon(trained, out)
+
+
+def _report_cimon(trained: Any, out: Path) -> None:
     console.print(
         f"CIMON trained without labels on {trained.images:,} images x {trained.n_views} views "
         f"(views {trained.view_seconds:.1f} s, graph and training {trained.train_seconds:.1f} s): "
