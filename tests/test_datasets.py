@@ -52,7 +52,7 @@ def fashion_dir(tmp_path: Path) -> Path:
 
 
 def test_names_and_infos(tmp_path: Path) -> None:
-    assert dataset_names() == ["cifar10", "cifar100", "fashion-mnist", "folder", "stl10"]
+    assert dataset_names() == ["caltech101", "cifar10", "cifar100", "fashion-mnist", "folder", "stl10"]
     fashion = dataset_info("fashion-mnist")
     assert fashion.class_names == FASHION_MNIST_LABELS == FASHION_MNIST_CLASSES
     assert (fashion.hierarchy, fashion.vocabulary, fashion.splits) == (
@@ -73,7 +73,8 @@ def test_names_and_infos(tmp_path: Path) -> None:
 
 def test_unknown_dataset_and_split() -> None:
     with pytest.raises(
-        SemretError, match=r"unknown dataset 'mnist'; known datasets: cifar10, cifar100, fashion-mnist, folder, stl10"
+        SemretError,
+        match=r"unknown dataset 'mnist'; known datasets: caltech101, cifar10, cifar100, fashion-mnist, folder, stl10",
     ):
         load_dataset("mnist", "test")
     with pytest.raises(SemretError, match=r"unknown dataset"):

@@ -22,7 +22,7 @@ from semret.sql.images_store import (
     list_collections,
 )
 from semret.sql.migrations import require_current_schema
-from semret.vision.datasets import FOLDER, ImageSet, dataset_info, load_dataset, read_image_sources
+from semret.vision.datasets import FOLDER_DATASETS, ImageSet, dataset_info, load_dataset, read_image_sources
 
 __all__ = [
     "CollectionSummary",
@@ -107,7 +107,7 @@ def check_target(
 def class_names_of(stored: CollectionImages) -> list[str]:
     """The classes of a stored collection: its dataset's, or (folder datasets, whose classes are
     their sub-folders) its labels, sorted as the folder loader sorts them."""
-    if stored.dataset is not None and stored.dataset != FOLDER:
+    if stored.dataset is not None and stored.dataset not in FOLDER_DATASETS:
         return list(dataset_info(stored.dataset).class_names)
     return sorted({label for label in stored.labels if label is not None})
 

@@ -23,7 +23,7 @@ from semret.sql.images_store import collection_images, store_image_words, store_
 from semret.sql.iwan_store import IwanBuildReport, PublishedBuildReport, build_iwan_graph, build_published_iwan_graph
 from semret.sql.norms_store import known_words
 from semret.vision.arrays import read_labelled_arrays
-from semret.vision.datasets import FOLDER
+from semret.vision.datasets import FOLDER_DATASETS
 
 #: progress(stage, done, total), as everywhere in semret.
 Progress = Callable[[str, int, int], None]
@@ -49,7 +49,7 @@ def label_aliases(dataset: str | None = None, aliases: str | Path | None = None)
 def collection_aliases(engine: Engine, collection: str) -> dict[str, list[str]] | None:
     """The aliases shipped for the dataset a collection was imported from (None if it has none)."""
     dataset = collection_images(engine, collection).dataset
-    return dataset_aliases(dataset) if dataset is not None and dataset != FOLDER else None
+    return dataset_aliases(dataset) if dataset is not None and dataset not in FOLDER_DATASETS else None
 
 
 def link_predictions(

@@ -20,7 +20,10 @@ app = Commands(help="Image collections: import datasets, list them.")
 def collection_import(
     ctx: typer.Context,
     dataset: Annotated[
-        str, typer.Option("--dataset", metavar="NAME", help="cifar10, cifar100, fashion-mnist or folder.")
+        str,
+        typer.Option(
+            "--dataset", metavar="NAME", help="cifar10, cifar100, fashion-mnist, stl10, caltech101 or folder."
+        ),
     ],
     data_dir: Annotated[
         Path | None,

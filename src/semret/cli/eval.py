@@ -92,7 +92,10 @@ def _run(config: EvalConfig, out: Path) -> None:
 def eval_command(
     ctx: typer.Context,
     dataset: Annotated[
-        str, typer.Option("--dataset", metavar="NAME", help="fashion-mnist, cifar10, cifar100, stl10 or folder.")
+        str,
+        typer.Option(
+            "--dataset", metavar="NAME", help="fashion-mnist, cifar10, cifar100, stl10, caltech101 or folder."
+        ),
     ],
     data_dir: Annotated[
         Path | None,

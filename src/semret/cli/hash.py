@@ -178,8 +178,9 @@ def hash_train(
     cache_dir: CacheDirOption = None,
     db: DbOption = None,
 ) -> None:
-    """Train a hash model on a file's images or features, or a collection's images: the semantic
-    hash (supervised, with --hierarchy) or CIMON (unsupervised, --method cimon); write a checkpoint."""
+    """Train a hash model on a file's images or features, a collection's images or (CIMON) a
+    dataset's files: the semantic hash (supervised, with --hierarchy) or CIMON (unsupervised,
+    --method cimon); write a checkpoint."""
     if method not in METHODS:
         raise SemretError(f"unknown --method {method!r}: choose semantic or cimon")
     sources = sum(x is not None for x in (data, collection, dataset))

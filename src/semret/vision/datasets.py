@@ -243,11 +243,19 @@ _BUILT_IN = {
     "stl10": DatasetInfo("stl10", STL10_CLASSES, "stl10", "stl10", (*TRAIN_TEST, UNLABELED)),
 }
 FOLDER = "folder"
+#: Caltech-101 (Fei-Fei, Fergus and Perona 2004) in torchvision's layout: a folder per class under
+#: ``caltech101/101_ObjectCategories``, read as a folder dataset, its ``BACKGROUND_Google`` clutter
+#: class left out as torchvision leaves it out.
+CALTECH101 = "caltech101"
+CALTECH101_FOLDER = Path("caltech101") / "101_ObjectCategories"
+CALTECH101_EXCLUDED = frozenset({"BACKGROUND_Google"})
+#: The datasets read as a folder per class (their classes are their sub-folders).
+FOLDER_DATASETS = frozenset({FOLDER, CALTECH101})
 
 
 def dataset_names() -> list[str]:
     """The datasets `load_dataset` knows."""
-    return sorted([*_BUILT_IN, FOLDER])
+    return sorted([*_BUILT_IN, *FOLDER_DATASETS])
 
 
 def _check_name(name: str) -> None:
@@ -261,6 +269,8 @@ def dataset_info(name: str, data_dir: str | Path | None = None) -> DatasetInfo:
     _check_name(name)
     if name == FOLDER:
         return _scan_folder(data_dir).info
+    if name == CALTECH101:
+        return _scan_caltech101(data_dir, download=False).info
     return _BUILT_IN[name]
 
 
@@ -281,10 +291,11 @@ def load_dataset(
     to (the other datasets keep their native 28 x 28, 32 x 32 or 96 x 96).
     """
     _check_name(name)
-    if name == FOLDER:
+    if name in FOLDER_DATASETS:
         if image_size < 1:
             raise SemretError(f"the image size must be a positive number of pixels, got {image_size}")
-        return _load_folder(_scan_folder(data_dir), split, image_size)
+        scan = _scan_folder(data_dir) if name == FOLDER else _scan_caltech101(data_dir, download)
+        return _load_folder(scan, split, image_size)
     info = _BUILT_IN[name]
     _check_split(info, split)
     if name == "fashion-mnist":
@@ -714,8 +725,39 @@ def _image_files(folder: Path) -> list[Path]:
     return sorted(found, key=lambda p: p.relative_to(folder).as_posix())
 
 
-def _scan_folder(data_dir: str | Path | None) -> _FolderScan:
-    """Find the classes and image files of ``root/<class>/`` or ``root/{train,test}/<class>/``."""
+def _scan_caltech101(data_dir: str | Path | None, download: bool) -> _FolderScan:
+    """Caltech-101's class folders: ``<data_dir>/caltech101/101_ObjectCategories`` (torchvision's
+    layout), ``<data_dir>/101_ObjectCategories`` or ``<data_dir>`` itself when it holds the class
+    folders; without ``data_dir`` the default data root's. ``download`` lets torchvision fetch it."""
+    root = Path(data_dir) if data_dir is not None else default_data_root()
+    for folder in (root / CALTECH101_FOLDER, root / CALTECH101_FOLDER.name, root):
+        if folder.is_dir() and any(d.name not in CALTECH101_EXCLUDED for d in _visible_dirs(folder)):
+            if folder == root and (data_dir is None or (root / CALTECH101_FOLDER.parent).exists()):
+                continue  # the root itself only when it holds the class folders, given explicitly
+            return _scan_folder(folder, name=CALTECH101, exclude=CALTECH101_EXCLUDED)
+    if download:
+        _download_caltech101(root)
+        return _scan_folder(root / CALTECH101_FOLDER, name=CALTECH101, exclude=CALTECH101_EXCLUDED)
+    raise SemretError(
+        f"Caltech-101 not found in {root}: no {CALTECH101_FOLDER}/ with a folder per class. Pass --download to "
+        f"fetch it with torchvision into {root} (about 130 MB), or extract 101_ObjectCategories.tar.gz there"
+    )
+
+
+def _download_caltech101(root: Path) -> None:
+    """torchvision's Caltech-101 download (and extraction) into ``root/caltech101``."""
+    from torchvision import datasets  # slow to import: only when downloading
+
+    root.mkdir(parents=True, exist_ok=True)
+    try:
+        datasets.Caltech101(root=str(root), target_type="category", download=True)
+    except (OSError, RuntimeError, ValueError) as exc:
+        raise SemretError(f"downloading Caltech-101 with torchvision into {root} failed: {exc}") from exc
+
+
+def _scan_folder(data_dir: str | Path | None, name: str = FOLDER, exclude: frozenset[str] = frozenset()) -> _FolderScan:
+    """Find the classes and image files of ``root/<class>/`` or ``root/{train,test}/<class>/``
+    (class folders named in ``exclude`` left out); ``name`` names the dataset."""
     if data_dir is None:
         raise SemretError("the folder dataset needs --data-dir: a folder with one sub-folder of images per class")
     root = Path(data_dir)
@@ -733,7 +775,7 @@ def _scan_folder(data_dir: str | Path | None) -> _FolderScan:
     files: list[tuple[str, str, Path]] = []
     classes: set[str] = set()
     for split, folder in split_dirs.items():
-        class_dirs = _visible_dirs(folder)
+        class_dirs = [d for d in _visible_dirs(folder) if d.name not in exclude]
         if not class_dirs:
             raise SemretError(f"{folder} has no class sub-folders")
         for class_dir in class_dirs:
@@ -747,7 +789,7 @@ def _scan_folder(data_dir: str | Path | None) -> _FolderScan:
     hierarchy_file = root / FOLDER_HIERARCHY_FILE
     aliases_file = root / FOLDER_ALIASES_FILE
     info = DatasetInfo(
-        FOLDER,
+        name,
         sorted(classes),
         None,
         None,
@@ -809,7 +851,7 @@ def _load_folder(scan: _FolderScan, split: str, image_size: int) -> ImageSet:
             images[row] = read_image_file(path, image_size)
             advance()
     return ImageSet(
-        FOLDER,
+        scan.info.name,
         split,
         np.array([image_id for image_id, _ in chosen], dtype=np.int64),
         images,
@@ -858,7 +900,7 @@ def read_image_sources(dataset: str, sources: Sequence[str], image_size: int = 2
     Fashion-MNIST IDX file and position, a CIFAR batch file and position, or (folder) an image
     file, resized and centre-cropped to ``image_size`` as `load_dataset` does."""
     _check_name(dataset)
-    if dataset == FOLDER:
+    if dataset in FOLDER_DATASETS:
         if image_size < 1:
             raise SemretError(f"the image size must be a positive number of pixels, got {image_size}")
         images = np.empty((len(sources), image_size, image_size, 3), dtype=np.uint8)
