@@ -49,7 +49,7 @@ from semret.sql.migrations import require_current_schema
 from semret.sql.norms_store import norms_stats
 from semret.torch_files import save_atomically
 from semret.vision.backbones import DEFAULT_WEIGHTS, INPUT_SIZES, Backbone, make_backbone
-from semret.vision.datasets import DatasetInfo, ImageSet, dataset_info, load_dataset
+from semret.vision.datasets import DatasetInfo, ImageSet, dataset_info, load_dataset, split_per_class
 from semret.vision.features import FeatureCache, FeatureKey, default_cache_dir, weights_id
 from semret.vision.hierarchy import ClassHierarchy
 from semret.vision.imagenet import imagenet_predictor
@@ -76,13 +76,9 @@ def _train_and_test(config: EvalConfig, log: Log) -> tuple[ImageSet, ImageSet]:
         test = load_dataset(config.dataset, "test", config.data_dir, config.download)
         return train, test
     everything = load_dataset(config.dataset, "all", config.data_dir, config.download)
-    rng = np.random.default_rng(config.seed)
-    held = np.zeros(len(everything), dtype=bool)
-    for label in np.unique(everything.labels):
-        members = np.flatnonzero(everything.labels == label)
-        held[rng.permutation(members)[: max(1, round(HELD_OUT * len(members)))]] = True
-    log(f"{config.dataset} has no test split: {held.sum():,} of {len(everything):,} images held out as test images")
-    return everything.subset(np.flatnonzero(~held)), everything.subset(np.flatnonzero(held))
+    train, test = split_per_class(everything, HELD_OUT, config.seed)
+    log(f"{config.dataset} has no test split: {len(test):,} of {len(everything):,} images held out as test images")
+    return train, test
 
 
 def _backbone(config: EvalConfig, train: ImageSet, cache_root: Path, progress: Progress | None, log: Log) -> Backbone:
@@ -309,8 +305,9 @@ def check_run(config: EvalConfig) -> None:
     needing_head = sorted(IMAGENET_METHODS & set(config.methods))
     if needing_head and not may_have_imagenet_head(config.backbone, config.weights):
         raise SemretError(
-            f"{', '.join(needing_head)} needs a backbone with its ImageNet classifier (efficientnet-lite0, resnet50 or "
-            f"alexnet with --weights imagenet): {config.backbone} with weights {config.weights or 'default'} has none"
+            f"{', '.join(needing_head)} needs a backbone with its ImageNet classifier (efficientnet-lite0, "
+            "resnet18/34/50 or alexnet with --weights imagenet): "
+            f"{config.backbone} with weights {config.weights or 'default'} has none"
         )
     needs_norms = sorted({"iwan", "iwan-published"} & set(config.methods))
     if needs_norms and norms_stats(engine).pairs == 0:

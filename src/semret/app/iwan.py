@@ -164,7 +164,7 @@ def link_imagenet(
     if network.imagenet_head is None:
         raise SemretError(
             f"backbone {network.name} (weights {network.weights}) has no ImageNet classifier: use one with "
-            "ImageNet weights (efficientnet-lite0, resnet50, alexnet)"
+            "ImageNet weights (efficientnet-lite0, resnet18/34/50, alexnet)"
         )
     features = arrays.data
     if arrays.kind == "images":

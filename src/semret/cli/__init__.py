@@ -1,7 +1,7 @@
 """The ``semret`` command line: a thin Typer layer over `semret.app`.
 
 One small module per command group (``db``, ``norms``, ``collection``, ``features``, ``iwan``,
-``hash``, ``index``, ``query``, ``plot``) and for the root commands (``eval`` and ``demo``, ``classify``):
+``hash``, ``index``, ``query``, ``plot``, ``backbone``) and for the root commands (``eval`` and ``demo``, ``classify``):
 each holds Typer signatures and rendering only. `semret.cli._app` holds the root app, the error
 reporting, readable help, the shared options and progress bars. torch and faiss are imported only
 inside the commands that need them, so that ``semret --help`` and the store commands start quickly.
@@ -9,7 +9,7 @@ inside the commands that need them, so that ``semret --help`` and the store comm
 
 from __future__ import annotations
 
-from semret.cli import classify, collection, db, features, hash, index, iwan, norms, plot, query
+from semret.cli import backbone, classify, collection, db, features, hash, index, iwan, norms, plot, query
 from semret.cli import eval as evaluation
 from semret.cli._app import app
 
@@ -24,5 +24,6 @@ app.add_typer(hash.app, name="hash")
 app.add_typer(index.app, name="index")
 app.add_typer(query.app, name="query")
 app.add_typer(plot.app, name="plot")
+app.add_typer(backbone.app, name="backbone")
 
 __all__ = ["app"]

@@ -129,7 +129,7 @@ BackboneOption = Annotated[
     typer.Option(
         "--backbone",
         metavar="NAME",
-        help="alexnet, resnet50, efficientnet-lite0 or small-cnn: the features of --collection "
+        help="alexnet, resnet18, resnet34, resnet50, efficientnet-lite0 or small-cnn: the features of --collection "
         "(default efficientnet-lite0).",
         show_default=False,
     ),

@@ -108,7 +108,10 @@ def eval_command(
     ] = None,
     download: Annotated[bool, typer.Option("--download", help="Download the dataset if missing (internet).")] = False,
     backbone: Annotated[
-        str, typer.Option("--backbone", metavar="NAME", help="alexnet, resnet50, efficientnet-lite0 or small-cnn.")
+        str,
+        typer.Option(
+            "--backbone", metavar="NAME", help="alexnet, resnet18, resnet34, resnet50, efficientnet-lite0 or small-cnn."
+        ),
     ] = "efficientnet-lite0",
     weights: Annotated[
         str | None,

@@ -164,7 +164,7 @@ def hash_train(
         typer.Option(
             "--backbone",
             metavar="NAME",
-            help="alexnet, resnet50, efficientnet-lite0 or small-cnn: "
+            help="alexnet, resnet18, resnet34, resnet50, efficientnet-lite0 or small-cnn: "
             "encodes a file's images, or makes --collection's features (default efficientnet-lite0).",
             show_default=False,
         ),

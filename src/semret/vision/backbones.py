@@ -160,17 +160,34 @@ def _alexnet(weights: str, size: int) -> Backbone:
     return Backbone("alexnet", module, 4096, size, IMAGENET_MEAN, IMAGENET_STD, weights, head)
 
 
-def _resnet50(weights: str, size: int) -> Backbone:
-    from torchvision.models import ResNet50_Weights, resnet50
+#: torchvision's ResNets semret offers: (builder, ImageNet weights enum and member, title, feature size).
+_RESNETS = {
+    "resnet18": ("resnet18", "ResNet18_Weights", "IMAGENET1K_V1", "ResNet-18", 512),
+    "resnet34": ("resnet34", "ResNet34_Weights", "IMAGENET1K_V1", "ResNet-34", 512),
+    "resnet50": ("resnet50", "ResNet50_Weights", "IMAGENET1K_V2", "ResNet-50", 2048),
+}
 
+
+def _resnet(name: str, weights: str, size: int) -> Backbone:
+    """torchvision's ResNet ``name`` without its last fully connected layer (the features after the
+    global pool: 512-d for ResNet-18/34, as seed 003 used, 2,048-d for ResNet-50)."""
+    import torchvision.models as models
+
+    builder_name, enum_name, member, title, dim = _RESNETS[name]
+    builder = getattr(models, builder_name)
     if weights == "imagenet":
-        network = _download(lambda: resnet50(weights=ResNet50_Weights.IMAGENET1K_V2), "ResNet-50")
+        chosen = getattr(getattr(models, enum_name), member)
+        network = _download(lambda: builder(weights=chosen), title)
     else:
-        network = resnet50(weights=None)
+        network = builder(weights=None)
     module = _ResNetFeatures(network)
-    loaded = _load_into(weights, "ResNet-50", network, module) if weights not in ("imagenet", "none") else None
+    loaded = _load_into(weights, title, network, module) if weights not in ("imagenet", "none") else None
     head = _head(network.get_submodule("fc"), weights, loaded is network)
-    return Backbone("resnet50", module, 2048, size, IMAGENET_MEAN, IMAGENET_STD, weights, head)
+    return Backbone(name, module, dim, size, IMAGENET_MEAN, IMAGENET_STD, weights, head)
+
+
+def _resnet50(weights: str, size: int) -> Backbone:
+    return _resnet("resnet50", weights, size)
 
 
 def _efficientnet_lite0(weights: str, size: int) -> Backbone:
@@ -254,13 +271,29 @@ def _load_state_dict(path: str, what: str) -> dict[str, torch.Tensor]:
 BACKBONES: dict[str, Callable[[str, int], Backbone]] = {
     "alexnet": _alexnet,
     "efficientnet-lite0": _efficientnet_lite0,
+    "resnet18": lambda weights, size: _resnet("resnet18", weights, size),
+    "resnet34": lambda weights, size: _resnet("resnet34", weights, size),
     "resnet50": _resnet50,
     "small-cnn": _small_cnn,
 }
-DEFAULT_WEIGHTS = {"alexnet": "imagenet", "efficientnet-lite0": "imagenet", "resnet50": "imagenet", "small-cnn": "none"}
+DEFAULT_WEIGHTS = {
+    "alexnet": "imagenet",
+    "efficientnet-lite0": "imagenet",
+    "resnet18": "imagenet",
+    "resnet34": "imagenet",
+    "resnet50": "imagenet",
+    "small-cnn": "none",
+}
 #: Each backbone's own input size, and the smallest it can take (AlexNet's pooling needs 63 pixels).
-INPUT_SIZES = {"alexnet": 224, "efficientnet-lite0": 224, "resnet50": 224, "small-cnn": 32}
-MIN_SIZES = {"alexnet": 63, "efficientnet-lite0": 16, "resnet50": 16, "small-cnn": 16}
+INPUT_SIZES = {
+    "alexnet": 224,
+    "efficientnet-lite0": 224,
+    "resnet18": 224,
+    "resnet34": 224,
+    "resnet50": 224,
+    "small-cnn": 32,
+}
+MIN_SIZES = {"alexnet": 63, "efficientnet-lite0": 16, "resnet18": 16, "resnet34": 16, "resnet50": 16, "small-cnn": 16}
 MAX_SIZE = 1024
 
 

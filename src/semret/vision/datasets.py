@@ -305,6 +305,17 @@ def load_dataset(
     return _load_cifar(_CIFAR[name], split, data_dir, download)
 
 
+def split_per_class(images: ImageSet, share: float, seed: int) -> tuple[ImageSet, ImageSet]:
+    """(train, test): ``share`` of each class's images (at least one) held out as test images,
+    drawn with ``seed``; for datasets without a test split of their own."""
+    rng = np.random.default_rng(seed)
+    held = np.zeros(len(images), dtype=bool)
+    for label in np.unique(images.labels):
+        members = np.flatnonzero(images.labels == label)
+        held[rng.permutation(members)[: max(1, round(share * len(members)))]] = True
+    return images.subset(np.flatnonzero(~held)), images.subset(np.flatnonzero(held))
+
+
 def _parts(split: str) -> list[str]:
     return ["train", "test"] if split == "all" else [split]
 

@@ -49,7 +49,7 @@ def imagenet_probabilities(
     if head is None:
         raise SemretError(
             f"backbone {backbone.name} (weights {backbone.weights}) has no ImageNet classifier: use one with "
-            "ImageNet weights (efficientnet-lite0, resnet50, alexnet)"
+            "ImageNet weights (efficientnet-lite0, resnet18/34/50, alexnet)"
         )
     array = np.asarray(features, dtype=np.float32)
     if array.ndim != 2 or array.shape[1] != head.in_features:

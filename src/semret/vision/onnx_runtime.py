@@ -66,7 +66,7 @@ __all__ = [
 ENGINES: tuple[str, ...] = ("auto", "onnx", "torch")
 #: The backbones that run on ONNX Runtime under "auto": small-cnn is trained in semret and quick
 #: in torch at its 32 px, so it stays there unless "onnx" is asked for.
-ONNX_BACKBONES = frozenset({"alexnet", "efficientnet-lite0", "resnet50"})
+ONNX_BACKBONES = frozenset({"alexnet", "efficientnet-lite0", "resnet18", "resnet34", "resnet50"})
 #: Largest |ORT - torch| on the probe batch, relative to max(1, largest |torch feature|).
 TOLERANCE = 1e-4
 OPSET = 18
