@@ -73,6 +73,8 @@ DEFAULT_PARAMS: dict[str, dict[str, Any]] = {
 }
 
 Progress = Callable[[str, int, int], None]
+#: Where a stored model's codes were searched, as results.json says it.
+SEARCHED_IN = {"postgresql": "postgresql", "memory": "memory (codes read from the store)"}
 
 
 @dataclass
@@ -273,7 +275,7 @@ def run_hash(data: EvalData, k: int, progress: Progress | None) -> MethodRun:
     trained = _hash_model(data, progress)
     searcher = hamming_searcher(data.engine, trained.model, data.collection)
     timed = _timed_queries(data, searcher, lambda row: trained.query_codes[row : row + 1], k, "hash", progress)
-    where = {"postgresql": "postgresql", "memory": "memory (codes read from the store)"}[searcher.backend]
+    where = SEARCHED_IN[searcher.backend]
     details = {**trained.details, "spec": format_spec("hash", _hash_spec_params(trained)), "searched_in": where}
     return timed.run(trained.build_seconds, details)
 
@@ -342,7 +344,7 @@ def run_cimon(data: EvalData, k: int, progress: Progress | None) -> MethodRun:
         "code_classification_accuracy": _code_accuracy(
             data, hasher.encode(data.train_features), query_codes, hasher.n_bits
         ),
-        "searched_in": {"postgresql": "postgresql", "memory": "memory (codes read from the store)"}[searcher.backend],
+        "searched_in": SEARCHED_IN[searcher.backend],
     }
     return timed.run(built, details)
 

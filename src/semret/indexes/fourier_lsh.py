@@ -16,7 +16,7 @@ Kept from the official code (``Indradyumna/FourierHashNet``; the reading is docs
 - the hash network shared by both paths, Linear(4 m d -> ``n_bits`` = 64) then tanh, and the
   query-aware loss ``fence_weight`` (0.1) * fence + ``rank_weight`` (C1) * rank + (1 - both) *
   bit balance (C1 is 0 in the official config and swept from 0.05 to 0.85 in its scripts; 0.2
-  here, where 0.8 made every code the same on the demo's features): fence = mean ||h| - 1|,
+  here, inside that range): fence = mean ||h| - 1|,
   bit balance = sum over bits of |sum over the batch's query and corpus codes| / (codes * bits),
   rank = mean over a query's (positive, negative) pairs of
   max(0, ``margin`` (1) + h_q . h_neg - h_q . h_pos); positives are a training query's top
@@ -56,13 +56,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from semret.core.cosine import CosineIndex, normalise
+from semret.core.cosine import normalise
 from semret.core.params import check_is_fitted
 from semret.core.validation import check_int, check_number, check_seed
 from semret.errors import SemretError
 from semret.indexes.base import VectorIndex
 from semret.indexes.buckets import MAX_BITS, BucketTables, bucket_keys
-from semret.indexes.learned import EarlyStopping, Progress, one_thread
+from semret.indexes.learned import EarlyStopping, Progress, nearest_others, one_thread
 from semret.indexes.neural_lsh import MAX_CODE_BITS, draw_bit_subsets
 
 if TYPE_CHECKING:
@@ -253,18 +253,7 @@ class FourierLSHIndex(VectorIndex):
 
     def _positives(self, sample: npt.NDArray[np.float32]) -> npt.NDArray[np.int64]:
         """(n, P): each sample point's P = max(1, n / 2^J) nearest other points by cosine."""
-        n = len(sample)
-        count = min(max(1, n // 2**self.bits_per_table), n - 1)
-        exact = CosineIndex(self.dim)
-        exact.add(np.arange(n), sample)
-        result = np.empty((n, count), dtype=np.int64)
-        for start in range(0, n, _HASH_CHUNK):
-            stop = min(start + _HASH_CHUNK, n)
-            _, found = exact.search(sample[start:stop], count + 1)
-            others = found != np.arange(start, stop)[:, None]
-            others[others.sum(axis=1) > count, -1] = False
-            result[start:stop] = found[others].reshape(-1, count)
-        return result
+        return nearest_others(sample, min(max(1, len(sample) // 2**self.bits_per_table), len(sample) - 1))
 
     def _train(
         self,

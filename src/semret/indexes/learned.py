@@ -6,7 +6,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-__all__ = ["EarlyStopping", "Progress", "one_thread"]
+import numpy as np
+import numpy.typing as npt
+
+__all__ = ["EarlyStopping", "Progress", "nearest_others", "one_thread"]
 
 #: progress(stage, done, total): e.g. "neighbours" (done = points), "training" (done = steps or
 #: epochs) or "hashing" (done = vectors put in buckets).
@@ -46,3 +49,27 @@ class EarlyStopping:
             self.bad_epochs += 1
             self.stopped = self.stopped or (self.patience is not None and self.bad_epochs > self.patience)
         return self.stopped
+
+
+#: Points whose exact neighbours are searched at once.
+NEIGHBOUR_CHUNK = 4096
+
+
+def nearest_others(sample: npt.NDArray[np.float32], k: int, progress: Progress | None = None) -> npt.NDArray[np.int64]:
+    """(n, k): each point's k nearest other points by exact cosine (ties by position); a point is
+    never its own neighbour, even among duplicates. progress("neighbours", done, n)."""
+    from semret.core.cosine import CosineIndex
+
+    n = len(sample)
+    exact = CosineIndex(sample.shape[1])
+    exact.add(np.arange(n), sample)
+    result = np.empty((n, k), dtype=np.int64)
+    for start in range(0, n, NEIGHBOUR_CHUNK):
+        stop = min(start + NEIGHBOUR_CHUNK, n)
+        _, found = exact.search(sample[start:stop], k + 1)
+        others = found != np.arange(start, stop)[:, None]
+        others[others.sum(axis=1) > k, -1] = False  # the point is not among them (duplicates): keep k
+        result[start:stop] = found[others].reshape(-1, k)
+        if progress:
+            progress("neighbours", stop, n)
+    return result

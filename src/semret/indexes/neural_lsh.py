@@ -58,14 +58,14 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from semret.core.cosine import CosineIndex, normalise
+from semret.core.cosine import normalise
 from semret.core.params import check_is_fitted
 from semret.core.validation import check_choice, check_int, check_number, check_optional_int, check_seed
 from semret.errors import SemretError
 from semret.indexes.base import VectorIndex
 from semret.indexes.buckets import MAX_BITS, BucketTables, bucket_keys
 from semret.indexes.learned import EarlyStopping as _EarlyStopping
-from semret.indexes.learned import Progress, one_thread
+from semret.indexes.learned import Progress, nearest_others, one_thread
 
 if TYPE_CHECKING:  # torch is imported where it trains: slow to import, and searching needs none
     import torch
@@ -76,8 +76,6 @@ __all__ = ["NeuralLSHIndex", "loss_terms", "weighted_loss"]
 MAX_CODE_BITS = 1024
 #: Vectors hashed at once (bounds the float64 (vectors, H) projections in memory).
 _HASH_CHUNK = 1 << 16
-#: Points whose exact neighbours are searched at once.
-_NEIGHBOUR_CHUNK = 4096
 NEIGHBOURS_BY = ("cosine", "label")
 
 
@@ -186,19 +184,7 @@ class NeuralLSHIndex(VectorIndex):
 
     def _neighbour_lists(self, sample: npt.NDArray[np.float32]) -> npt.NDArray[np.int64]:
         """(n, neighbours): each point's nearest other points (exact cosine, ties by position)."""
-        n, k = len(sample), self.neighbours
-        exact = CosineIndex(self.dim)
-        exact.add(np.arange(n), sample)
-        result = np.empty((n, k), dtype=np.int64)
-        for start in range(0, n, _NEIGHBOUR_CHUNK):
-            stop = min(start + _NEIGHBOUR_CHUNK, n)
-            _, found = exact.search(sample[start:stop], k + 1)
-            others = found != np.arange(start, stop)[:, None]
-            others[others.sum(axis=1) > k, -1] = False  # the point is not among them (duplicates): keep k
-            result[start:stop] = found[others].reshape(-1, k)
-            if self.progress:
-                self.progress("neighbours", stop, n)
-        return result
+        return nearest_others(sample, self.neighbours, self.progress)
 
     def _train(self, data: torch.Tensor, graph: _Graph) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
         """SGD on the PermGNN loss, as ``run_graph_lp_hash``: shuffled batches, every point once an
