@@ -4,7 +4,7 @@
     app                           what a user does, as functions (orchestration)
     sql, alembic                  the store: plain values in and out
     vision, hashing, indexes,     pure computation: no SQL
-    iwan, evaluation
+    iwan, evaluation, attacks
     core, errors                  the search contract, validation, kernels: nothing of semret above
 
 Imports inside functions and under TYPE_CHECKING count too: a lazy import is still an arrow.
@@ -23,7 +23,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "semret"
 #: Lowest first; a module may import its own layer and the layers below it.
 LAYERS: list[set[str]] = [
     {"errors", "core"},
-    {"torch_files", "vision", "hashing", "indexes", "iwan", "evaluation", "data"},
+    {"torch_files", "vision", "hashing", "indexes", "iwan", "evaluation", "attacks", "data"},
     {"sql", "alembic"},
     {"app"},
     {"cli", "web"},

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from sqlalchemy import Engine
@@ -33,6 +34,19 @@ class Classification:
     train_accuracy: float
     accuracy: float
     features: CollectionFeatures
+    #: The trained `semret.vision.classifier.FeatureClassifier` (what `save_classifier` writes).
+    classifier: Any = None
+
+
+def save_classifier(found: Classification, path: str | Path) -> Path:
+    """Write the classifier that made ``found``'s predictions, with the backbone its features came
+    through (what `semret attack --model` takes)."""
+    features = found.features
+    source = {"backbone": features.backbone, "weights": features.weights, "image_size": features.image_size}
+    if features.network.weights not in ("imagenet", "none"):  # a weights file: where it was, to find it again
+        source["weights_file"] = str(Path(features.network.weights).resolve())
+    found.classifier.save(path, feature_source=source)
+    return Path(path)
 
 
 def classify_collection(
@@ -94,4 +108,5 @@ def classify_collection(
         float(np.mean(classifier.predict(train_features) == train_labels)),
         float(np.mean(predicted == target.arrays.labels)),
         target,
+        classifier,
     )

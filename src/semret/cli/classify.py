@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 from sqlalchemy import Engine
 
-from semret.app.classify import Classification, classify_collection
+from semret.app.classify import Classification, classify_collection, save_classifier
 from semret.app.code_classify import DEFAULT_HIDDEN, CodeClassification, classify_from_codes, plot_confusion
 from semret.app.features import DEFAULT_BACKBONE
 from semret.app.iwan import collection_aliases, label_aliases, link_predictions
@@ -114,6 +114,15 @@ def classify(
             show_default=False,
         ),
     ] = None,
+    save: Annotated[
+        Path | None,
+        typer.Option(
+            "--save-classifier",
+            metavar="FILE",
+            help="Also write the trained classifier (with its backbone) to FILE, for `semret attack --model`.",
+            show_default=False,
+        ),
+    ] = None,
     aliases: AliasesOption = None,
     cache_dir: CacheDirOption = None,
     db: DbOption = None,
@@ -128,8 +137,11 @@ def classify(
     is tested on the collection's test split (seed 004: an MLP on CIMON's codes)."""
     engine = engine_for(ctx, db)
     if codes is not None:
-        if out is not None or aliases or backbone or weights or image_size:
-            raise SemretError("--codes classifies stored codes: leave out --out, --aliases and the backbone options")
+        if out is not None or aliases or backbone or weights or image_size or save is not None:
+            raise SemretError(
+                "--codes classifies stored codes: leave out --out, --aliases, --save-classifier and the backbone "
+                "options"
+            )
         with progress_bars() as progress:
             by_codes = classify_from_codes(
                 engine, codes, collection, train_collection, DEFAULT_HIDDEN if hidden is None else hidden, epochs,
@@ -144,6 +156,8 @@ def classify(
     found = classify_with_progress(
         engine, collection, train_collection, backbone, weights, image_size, cache_dir, hidden or 0, epochs, seed
     )
+    if save is not None:
+        console.print(f"classifier written to {save_classifier(found, save).resolve()}")
     if out is not None:
         console.print(f"predictions written to {write_predictions(out, found.predictions).resolve()}")
         return

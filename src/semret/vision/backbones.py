@@ -68,20 +68,32 @@ class Backbone:
 
     def preprocess(self, images: npt.NDArray[np.uint8]) -> torch.Tensor:
         """uint8 images (n, h, w) or (n, h, w, 3) -> float input (n, 3, size, size), normalised."""
-        array = np.asarray(images)
-        if array.ndim == 3:  # grey: one channel through the resize, three from the normalisation's broadcast
-            batch = torch.from_numpy(np.ascontiguousarray(array)).unsqueeze(1).float().div_(255.0)
-        elif array.ndim == 4 and array.shape[-1] == 3:
-            batch = torch.from_numpy(np.ascontiguousarray(array)).permute(0, 3, 1, 2).float().div_(255.0)
-        else:
-            raise SemretError(f"images must be (n, h, w) or (n, h, w, 3), got shape {array.shape}")
+        return self.normalise(to_unit_pixels(images))
+
+    def normalise(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Pixels in [0, 1], (n, 1 or 3, h, w) -> the network's input (n, 3, size, size): resized
+        (bilinear) and normalised. Differentiable: an attack perturbs ``pixels`` through it."""
+        batch = pixels
         if batch.shape[-1] != self.input_size or batch.shape[-2] != self.input_size:
             batch = functional.interpolate(
                 batch, size=(self.input_size, self.input_size), mode="bilinear", align_corners=False
             )
         mean = torch.tensor(self.mean).view(1, 3, 1, 1)
         std = torch.tensor(self.std).view(1, 3, 1, 1)
-        return (batch - mean).div_(std)  # in place: one (n, 3, size, size) array is written, not two
+        # grey: one channel through the resize, three from the broadcast; in place when no gradient
+        # is taken (one (n, 3, size, size) array is written, not two)
+        centred = batch - mean
+        return centred.div_(std) if not centred.requires_grad else centred / std
+
+
+def to_unit_pixels(images: npt.NDArray[np.uint8]) -> torch.Tensor:
+    """uint8 images (n, h, w) or (n, h, w, 3) -> float pixels in [0, 1], (n, 1 or 3, h, w)."""
+    array = np.asarray(images)
+    if array.ndim == 3:
+        return torch.from_numpy(np.ascontiguousarray(array)).unsqueeze(1).float().div_(255.0)
+    if array.ndim == 4 and array.shape[-1] == 3:
+        return torch.from_numpy(np.ascontiguousarray(array)).permute(0, 3, 1, 2).float().div_(255.0)
+    raise SemretError(f"images must be (n, h, w) or (n, h, w, 3), got shape {array.shape}")
 
 
 class _AlexNetFc7(nn.Module):

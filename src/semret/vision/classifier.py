@@ -135,10 +135,15 @@ class FeatureClassifier(Configurable):
 
     # --- files -------------------------------------------------------------------------------
 
-    def save(self, path: str | Path) -> None:
-        """Write the trained classifier and its parameters to ``path`` (atomically)."""
+    def save(self, path: str | Path, feature_source: dict[str, Any] | None = None) -> None:
+        """Write the trained classifier and its parameters to ``path`` (atomically).
+        ``feature_source`` names the backbone its features came through ({"backbone", "weights",
+        "image_size"}), so that a later user of the file (`semret attack`) makes the same features;
+        it is kept as ``feature_source_``."""
         network = self._fitted()
+        source = feature_source if feature_source is not None else getattr(self, "feature_source_", None)
         contents = {
+            "feature_source": dict(source) if source else {},
             "config": self.get_params(),
             "n_classes": self.n_classes_,
             "n_features": self.n_features_in_,
@@ -147,6 +152,7 @@ class FeatureClassifier(Configurable):
             "state_dict": network.state_dict(),
         }
         save_semret_file(path, CHECKPOINT_FORMAT, CHECKPOINT_VERSION, contents)
+        self.feature_source_ = dict(source) if source else None
 
     @classmethod
     def load(cls, path: str | Path) -> FeatureClassifier:
@@ -169,6 +175,8 @@ class FeatureClassifier(Configurable):
         network.eval()
         classifier.n_classes_, classifier.n_features_in_ = n_classes, n_features
         classifier.mean_, classifier.scale_, classifier.network_ = mean, scale, network
+        source = payload.get("feature_source")
+        classifier.feature_source_ = dict(source) if isinstance(source, dict) and source else None
         return classifier
 
 
