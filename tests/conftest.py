@@ -31,6 +31,12 @@ from postgres_harness import (
 )
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The tests marked ``long`` first: under pytest-xdist their minutes overlap the rest of the
+    suite instead of coming after it."""
+    items.sort(key=lambda item: item.get_closest_marker("long") is None)
+
+
 @pytest.fixture(autouse=True)
 def _isolate_user_dirs(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Keep tests away from the user's real semret database and settings.

@@ -36,6 +36,7 @@ def test_the_sample_holds_the_original_images_it_says() -> None:
         assert np.array_equal(read_idx(sample_dir() / f"{prefix}-images-idx3-ubyte.gz"), original)
 
 
+@pytest.mark.long
 def test_demo_runs_end_to_end_on_the_embedded_database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     out = tmp_path / "report"
     result = ok("demo", "--out", out, "--cache-dir", tmp_path / "cache")

@@ -33,6 +33,7 @@ def test_the_readme_starts_with_the_main_job_and_the_tests() -> None:
     assert ci.rstrip().splitlines()[-1] == blocks[1]  # CI runs exactly the README's test command
 
 
+@pytest.mark.long
 def test_every_readme_block_runs_in_order(tmp_path: Path) -> None:
     home, work, bin_dir = tmp_path / "home", tmp_path / "work", tmp_path / "bin"
     for folder in (home, work, bin_dir):
