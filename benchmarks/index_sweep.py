@@ -36,6 +36,12 @@ kmeans, each at one setting chosen on the largest d = 128 sweep (the fastest wit
 0.9, else the best recall at least as fast as exact, else the best recall), kept the same at every
 N, except that kmeans' n_clusters is round(sqrt(N)) times the chosen multiple of K0.
 
+``--features FILE.npz`` (a features file, as ``semret features extract --out`` writes) measures on
+real vectors instead: the file's rows, L2-normalised, in a seeded random order; the last
+``--queries`` rows are the queries and stay out of the database (or ``--query-features`` gives
+them); each size N is the first N of the others. Sizes and curve sizes default to 1,000, 10,000 and
+every database row, d to the file's.
+
 Target (issue): at recall@10 >= 0.9, at least one approximate index at least 5x exact's queries/s
 at N = 1,000,000, d = 128.
 
@@ -104,8 +110,54 @@ class DataSet:
     cosines: str = ""
 
 
+@dataclass
+class RealVectors:
+    """``--features``: a file's vectors (L2-normalised), the database rows in a seeded random order
+    (so each size is a random sample of the file), and its queries."""
+
+    database: npt.NDArray[np.float32]
+    queries: npt.NDArray[np.float32]
+    source: str
+
+
+REAL: RealVectors | None = None  # set by --features: every data set is then cut from it
+
+
+def unit_rows(vectors: npt.NDArray[np.floating]) -> npt.NDArray[np.float32]:
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return (vectors / np.where(norms > 0, norms, 1)).astype(np.float32)
+
+
+def load_real(path: Path, query_path: Path | None, n_queries: int, seed: int) -> RealVectors:
+    """The database and query vectors of ``--features`` (and ``--query-features``; without it the
+    last ``n_queries`` rows of a seeded shuffle of the file are the queries, out of the database)."""
+    with np.load(path) as data:
+        vectors = unit_rows(np.asarray(data["features"], dtype=np.float32))
+    order = np.random.default_rng(seed).permutation(len(vectors))
+    if query_path is None:
+        if n_queries >= len(vectors):
+            raise SystemExit(f"--features {path}: {len(vectors):,} vectors, not more than --queries {n_queries:,}")
+        database, queries = vectors[order[:-n_queries]], vectors[order[-n_queries:]]
+        source = f"{path.name} ({len(vectors):,} vectors, {n_queries:,} of them held out as queries)"
+    else:
+        with np.load(query_path) as data:
+            held = unit_rows(np.asarray(data["features"], dtype=np.float32))
+        rows = np.random.default_rng(seed).permutation(len(held))[:n_queries]
+        database, queries = vectors[order], held[np.sort(rows)]
+        source = f"{path.name} ({len(vectors):,} vectors), queries from {query_path.name} ({len(queries):,})"
+    return RealVectors(database, queries, source)
+
+
 def make_data(n: int, d: int, n_queries: int, seed: int) -> DataSet:
-    """The clustered data of the module docstring: n vectors and n_queries queries, unit float32."""
+    """The clustered data of the module docstring: n vectors and n_queries queries, unit float32;
+    with ``--features``, the first n of the file's shuffled vectors and its queries."""
+    if REAL is not None:
+        if n > len(REAL.database) or d != REAL.database.shape[1]:
+            raise SystemExit(
+                f"--features: asked for N = {n:,}, d = {d}; the file has {len(REAL.database):,} database "
+                f"vectors of d = {REAL.database.shape[1]}"
+            )
+        return DataSet(n, d, REAL.database[:n], REAL.queries)
     rng = np.random.default_rng([seed, n, d])
     centres = rng.standard_normal((N_CENTRES, d), dtype=np.float32)
     centres /= np.linalg.norm(centres, axis=1, keepdims=True)
@@ -151,13 +203,13 @@ def sweep_configs(n: int, d: int, kinds: list[str], quick: bool, skipped: list[s
         if n > 100_000:
             skipped.append(f"N = {n:,}, d = {d}: kmeans with n_clusters = 4 x {k0} (its add is too slow)")
         for multiple in multiples:
-            for pca in (None, 50):
+            for pca in (None, 50) if d > 50 else (None,):  # PCA to 50 only reduces vectors of more dims
                 clusters = multiple * k0
                 probes = [p for p in (1, 2, 4, 8, 16, 32) if p <= clusters]
                 configs.append(
                     Config(
                         "kmeans",
-                        {"n_clusters": clusters, "pca_components": pca if pca is None or pca < d else None},
+                        {"n_clusters": clusters, "pca_components": pca},
                         [{"n_probe": p} for p in probes],
                     )
                 )
@@ -518,7 +570,22 @@ def main() -> None:
         help="smoke test: by default sizes 2000,20000, d = 64,128, 200 queries, curve 1000,5000,20000; "
         "a short neural-lsh fit (1 epoch on 5,000 vectors)",
     )
+    parser.add_argument(
+        "--features",
+        type=Path,
+        help="measure on a features file (.npz with `features`, as `semret features extract --out` writes) "
+        "instead of generated data: sizes and curve sizes default to 1000, 10000 and all its vectors, d to its own",
+    )
+    parser.add_argument("--query-features", type=Path, help="with --features: the queries' features file")
     args = parser.parse_args()
+    if args.features is not None:
+        global REAL
+        REAL = load_real(args.features, args.query_features, args.queries or 1000, args.seed)
+        everything = len(REAL.database)
+        real_sizes = ",".join(str(n) for n in (1000, 10000) if n < everything) + f",{everything}"
+        args.sizes = args.sizes or str(everything)
+        args.dims = args.dims or str(REAL.database.shape[1])
+        args.curve_sizes = args.curve_sizes or real_sizes
     defaults = (
         ("2000,20000", "64,128", 200, "1000,5000,20000")
         if args.quick
@@ -543,7 +610,7 @@ def main() -> None:
     all_results = [r for results, _, _ in tables for r in results]
     pngs = [plot_sweep(results, results[0].n, results[0].d, args.queries, args.out) for results, _, _ in tables]
 
-    curve_d = 128 if 128 in dims else dims[0]
+    curve_d = 128 if 128 in dims and REAL is None else dims[0]
     at_largest = [r for r in all_results if r.d == curve_d and r.n == max(sizes)]
     chosen = {"exact": next(r for r in at_largest if r.kind == "exact")}
     for kind in ("lsh", "kmeans"):
@@ -558,10 +625,14 @@ def main() -> None:
     import torch
 
     print(machine_line())
+    data_line = (
+        f"vectors from {REAL.source}" if REAL is not None
+        else f"{N_CENTRES:,} Gaussian clusters on the unit sphere, spread sigma uniform in {list(SIGMA_RANGE)} "
+        "(see the docstring)"
+    )  # fmt: skip
     print(
         f"numpy {np.__version__}, faiss {faiss.__version__}, torch {torch.__version__} ({torch.get_num_threads()} "
-        f"threads); {N_CENTRES:,} Gaussian clusters on the unit sphere, spread sigma uniform in {list(SIGMA_RANGE)} "
-        f"(see the docstring); {args.queries:,} queries per data set; k = {K}; queries/s: best of {REPEATS} to "
+        f"threads); {data_line}; {args.queries:,} queries per data set; k = {K}; queries/s: best of {REPEATS} to "
         f"{MAX_REPEATS} batches (repeated until they add up to {MIN_TOTAL_S:.0f} s; 1 run where a batch took > "
         f"{NO_REPEAT_S:.0f} s); seed {args.seed}; whole run {wall_s:.0f} s"
     )
