@@ -25,17 +25,13 @@ import numpy as np
 import numpy.typing as npt
 from sklearn.decomposition import PCA
 
+from semret.core.cosine import normalise
 from semret.core.hamming import HammingIndex
 from semret.evaluation.scoring import Ground, score_rankings
 from semret.indexes import make_index
 from semret.sql.engine import make_engine
 from semret.sql.hash_store import load_hashes, model_by_name
 from semret.vision.hierarchy import ClassHierarchy
-
-
-def unit(vectors: npt.NDArray[np.floating]) -> npt.NDArray[np.float32]:
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return (vectors / np.where(norms > 0, norms, 1)).astype(np.float32)
 
 
 def main() -> None:
@@ -77,7 +73,7 @@ def main() -> None:
     cumulative = np.cumsum(full.explained_variance_ratio_)
     for components in range(1, dim + 1):
         start = time.perf_counter()
-        reduced = unit(PCA(n_components=components, random_state=0).fit_transform(stored.embeddings))
+        reduced = normalise(PCA(n_components=components, random_state=0).fit_transform(stored.embeddings), components)
         index = make_index("exact", components)
         index.add(ids, reduced)
         _, found = index.search(reduced, k, exclude_ids=exclude)

@@ -67,6 +67,7 @@ import numpy as np
 import numpy.typing as npt
 from common import machine_line
 
+from semret.core.cosine import normalise
 from semret.indexes import VectorIndex, index_kinds, make_index
 
 # The kinds register themselves when their modules are imported.
@@ -123,16 +124,12 @@ class RealVectors:
 REAL: RealVectors | None = None  # set by --features: every data set is then cut from it
 
 
-def unit_rows(vectors: npt.NDArray[np.floating]) -> npt.NDArray[np.float32]:
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return (vectors / np.where(norms > 0, norms, 1)).astype(np.float32)
-
-
 def load_real(path: Path, query_path: Path | None, n_queries: int, seed: int) -> RealVectors:
     """The database and query vectors of ``--features`` (and ``--query-features``; without it the
     last ``n_queries`` rows of a seeded shuffle of the file are the queries, out of the database)."""
     with np.load(path) as data:
-        vectors = unit_rows(np.asarray(data["features"], dtype=np.float32))
+        features = np.asarray(data["features"])
+        vectors = normalise(features, features.shape[1], f"--features {path}")
     order = np.random.default_rng(seed).permutation(len(vectors))
     if query_path is None:
         if n_queries >= len(vectors):
@@ -141,7 +138,8 @@ def load_real(path: Path, query_path: Path | None, n_queries: int, seed: int) ->
         source = f"{path.name} ({len(vectors):,} vectors, {n_queries:,} of them held out as queries)"
     else:
         with np.load(query_path) as data:
-            held = unit_rows(np.asarray(data["features"], dtype=np.float32))
+            features = np.asarray(data["features"])
+            held = normalise(features, features.shape[1], f"--query-features {query_path}")
         rows = np.random.default_rng(seed).permutation(len(held))[:n_queries]
         database, queries = vectors[order], held[np.sort(rows)]
         source = f"{path.name} ({len(vectors):,} vectors), queries from {query_path.name} ({len(queries):,})"
