@@ -42,3 +42,7 @@ class UnknownWordError(SemretError):
         self.suggestions = suggestions
         hint = f"; did you mean {', '.join(suggestions)}?" if suggestions else ""
         super().__init__(f"unknown word {word!r}: it is not in the loaded norms{hint}")
+
+
+class NotFoundError(SemretError):
+    """Something asked for by name or id that is not there: a collection, image, method or report."""

@@ -31,6 +31,7 @@ from semret.core.search import SearcherBase
 from semret.core.spec import Spec, format_spec, parse_spec, parse_value
 from semret.core.validation import check_count
 from semret.errors import SemretError
+from semret.evaluation.report import CIMON_MODEL_FILE, HASH_MODEL_FILE, IWAN_CLASSIFIER_FILE
 from semret.evaluation.runs import METHODS, MethodRun
 from semret.hashing.class_embeddings import class_embeddings
 from semret.hashing.hasher import EncodedImages, SemanticHasher
@@ -232,7 +233,7 @@ def _hash_model(data: EvalData, progress: Progress | None) -> _HashModel:
     embeddings = class_embeddings(data.hierarchy, data.class_names)
     hasher = SemanticHasher(seed=data.seed, **params)
     hasher.fit(data.train_features, data.train_labels, embeddings, data.class_names, progress=progress)
-    checkpoint = data.work_dir / "hash-model.pt"
+    checkpoint = data.work_dir / HASH_MODEL_FILE
     hasher.save(checkpoint)
     model, stored = _store_database_codes(
         data, f"{data.collection}-hash-{data.feature_tag}", hasher.get_params(), checkpoint,
@@ -320,7 +321,7 @@ def run_cimon(data: EvalData, k: int, progress: Progress | None) -> MethodRun:
     viewed = time.perf_counter()
     hasher.fit(data.train_features[rows], views, progress=progress)
     trained = time.perf_counter()
-    checkpoint = data.work_dir / "cimon-model.pt"
+    checkpoint = data.work_dir / CIMON_MODEL_FILE
     hasher.save(checkpoint, {**data.feature_source, "views": n_views})
     model, stored = _store_database_codes(
         data, f"{data.collection}-cimon-{data.feature_tag}", hasher.get_params(), checkpoint,
@@ -360,6 +361,8 @@ def run_iwan(data: EvalData, k: int, progress: Progress | None) -> MethodRun:
     start = time.perf_counter()
     classifier = FeatureClassifier(seed=data.seed, **classifier_params)
     classifier.fit(data.train_features, data.train_labels, len(data.class_names), progress=progress)
+    # kept with the report, so that `semret serve --report` answers an uploaded image through it
+    classifier.save(data.work_dir / IWAN_CLASSIFIER_FILE, data.feature_source)
     vocabulary = Vocabulary.build(data.class_names, known_words(data.engine), data.aliases)
     vocabulary.require_complete()
     class_words = vocabulary.class_words(data.class_names)

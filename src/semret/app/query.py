@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 from sqlalchemy import Engine
 
 from semret.core.hamming import HammingIndex
@@ -16,10 +17,18 @@ from semret.core.search import SearcherBase
 from semret.core.validation import check_choice
 from semret.errors import SemretError
 from semret.hashing.retrieval import HashQueries, SemanticHashIndex
-from semret.iwan.index import NO_IMAGE
+from semret.iwan.index import NO_IMAGE, WeightedWords
 from semret.sql.engine import connect
-from semret.sql.hash_store import SqlHammingSearcher, hamming_searcher, hash_searcher, load_hashes, model_by_name
-from semret.sql.iwan_store import collection_with_graph, image_links, image_query, iwan_searcher
+from semret.sql.hash_store import (
+    SqlHammingSearcher,
+    StoredHashes,
+    StoredModel,
+    hamming_searcher,
+    hash_searcher,
+    load_hashes,
+    model_by_name,
+)
+from semret.sql.iwan_store import StoredIwan, collection_with_graph, image_links, image_query, iwan_searcher
 from semret.sql.pgvector_search import SCANS, PgvectorHashSearcher
 from semret.sql.pgvector_store import pgvector_state
 
@@ -48,21 +57,31 @@ def query_iwan(
     stored = iwan_searcher(engine, name, in_sql=in_sql)
     index = stored.index
     query = image_query(engine, stored, image_id) if image_id is not None else index.query_from_words(words or {})
-    scores, ids = index.search([query], k, exclude_ids=None if image_id is None else [image_id])
+    results = iwan_results(engine, stored, query, k, exclude=image_id)
+    return IwanAnswer(name, results)
+
+
+def iwan_results(
+    engine: Engine, stored: StoredIwan, query: WeightedWords, k: int, exclude: int | None = None
+) -> list[dict[str, Any]]:
+    """The rows of `query_iwan` for a query of a loaded graph: rank, image id, label, distance and
+    the path (query -> words -> image), the ``exclude`` image left out."""
+    index = stored.index
+    scores, ids = index.search([query], k, exclude_ids=None if exclude is None else [exclude])
     distances = index.to_distance(scores)
     found = [(int(i), float(d)) for i, d in zip(ids[0], distances[0], strict=True) if i != NO_IMAGE]
     paths = index.explain_links(query, image_links(engine, stored, [i for i, _ in found]))
-    results = [
+    return [
         {
             "rank": rank,
             "image_id": image,
             "label": index.labels.get(image),
             "distance": distance,
             "path": [step.name for step in paths[image]],
+            "path_distances": [step.distance for step in paths[image]],
         }
         for rank, (image, distance) in enumerate(found, start=1)
     ]
-    return IwanAnswer(name, results)
 
 
 @dataclass(frozen=True)
@@ -120,38 +139,88 @@ def query_hash(
                 f"--in-db --mode rerank needs PostgreSQL with pgvector ({state.reason}): "
                 "use it with --mode hamming, or leave out --in-db"
             )
-    stored = load_hashes(engine, stored_model, collection)
-    position = int(np.searchsorted(stored.image_ids, image_id))
-    if position >= len(stored.image_ids) or stored.image_ids[position] != image_id:
-        raise SemretError(f"image {image_id} has no code of model {model!r} in collection {collection!r}")
+    loaded = load_hash_search(
+        engine, stored_model, collection, mode, shortlist, in_db=in_db, scan=scan, hamming=hamming
+    )
+    results = hash_results(loaded, loaded.query_for(image_id), k, exclude=image_id)
+    searcher = loaded.searcher
+    return HashAnswer(search_path(searcher), results)
+
+
+@dataclass(frozen=True)
+class LoadedHash:
+    """A hash model's codes for a collection, loaded, with the searcher of one mode over them."""
+
+    model: StoredModel
+    collection: str
+    stored: StoredHashes
     searcher: SearcherBase
-    query: Any = HashQueries(stored.embeddings[position : position + 1], stored.codes[position : position + 1])
+    mode: str
+    in_db: bool
+
+    def position(self, image_id: int) -> int:
+        """The row of a stored image's code (an error when it has none)."""
+        ids = self.stored.image_ids
+        position = int(np.searchsorted(ids, image_id))
+        if position >= len(ids) or ids[position] != image_id:
+            raise SemretError(
+                f"image {image_id} has no code of model {self.model.name!r} in collection {self.collection!r}"
+            )
+        return position
+
+    def query_for(self, image_id: int) -> HashQueries:
+        """A stored image's embedding and code, as a query."""
+        row = self.position(image_id)
+        return HashQueries(self.stored.embeddings[row : row + 1], self.stored.codes[row : row + 1])
+
+
+def load_hash_search(
+    engine: Engine,
+    model: StoredModel,
+    collection: str,
+    mode: str = "rerank",
+    shortlist: int | None = None,
+    *,
+    in_db: bool = False,
+    scan: str | None = None,
+    hamming: str = "flat",
+) -> LoadedHash:
+    """Read a model's codes for a collection and make the searcher `query_hash` describes."""
+    stored = load_hashes(engine, model, collection)
+    searcher: SearcherBase
     if in_db and mode == "hamming":  # the store's Hamming searcher: pgvector, bit_count, or in memory
-        searcher = hamming_searcher(engine, stored_model, collection, scan=scan or "exact")
-        query = query.codes
+        searcher = hamming_searcher(engine, model, collection, scan=scan or "exact")
     elif in_db:
-        searcher = hash_searcher(engine, stored_model, collection, shortlist, scan=scan or "approximate")
+        searcher = hash_searcher(engine, model, collection, shortlist, scan=scan or "approximate")
     else:
         # the shortlist counts the results asked for: the left-out query image gets a place of its own
         searcher = SemanticHashIndex(
-            stored_model.n_bits,
-            stored_model.embedding_dim,
+            model.n_bits,
+            model.embedding_dim,
             mode,  # type: ignore[arg-type]
             shortlist,
             hamming=hamming,
         )
         searcher.add(stored.image_ids, stored.embeddings, stored.codes)
-    found_scores, found_ids = searcher.search(query, k, exclude_ids=[image_id])
+    return LoadedHash(model, collection, stored, searcher, mode, in_db)
+
+
+def hash_results(loaded: LoadedHash, query: HashQueries, k: int, exclude: int | None = None) -> list[dict[str, Any]]:
+    """The rows of `query_hash` for one query (embedding and code): rank, image id, label, cosine
+    score, and the Hamming distance in mode "hamming"; the ``exclude`` image left out."""
+    searcher, mode = loaded.searcher, loaded.mode
+    searched: Any = query.codes if loaded.in_db and mode == "hamming" else query
+    found_scores, found_ids = searcher.search(searched, k, exclude_ids=None if exclude is None else [exclude])
     scores, ids = found_scores[0].astype(np.float64), found_ids[0]
     distances = searcher.to_distance(found_scores)[0]
+    stored = loaded.stored
     labels = dict(zip(stored.image_ids.tolist(), stored.labels, strict=True))
-    results = [
+    return [
         {"rank": rank, "image_id": int(i), "label": labels.get(int(i)), "score": float(s)}
         | ({"hamming_distance": int(d)} if mode == "hamming" else {})
         for rank, (i, s, d) in enumerate(zip(ids, scores, distances, strict=True), start=1)
         if i != NO_IMAGE
     ]
-    return HashAnswer(search_path(searcher), results)
 
 
 @dataclass(frozen=True)
@@ -163,22 +232,54 @@ class VectorAnswer:
     results: list[dict[str, Any]]
 
 
-def query_vector(index_file: str | Path, image_id: int, k: int = 10) -> VectorAnswer:
-    """The k images nearest by cosine to an indexed image, as the index finds them."""
+@dataclass(frozen=True)
+class LoadedIndex:
+    """A vector index read from its file, with its images' labels (None where it has none)."""
+
+    file: Path
+    index: Any
+    labels: npt.NDArray[np.str_] | None
+
+    def vector_for(self, image_id: int) -> npt.NDArray[np.float32]:
+        """An indexed image's vector, (1, d), as a query."""
+        ids = self.index.ids
+        position = int(np.searchsorted(ids, image_id))
+        if position >= len(ids) or ids[position] != image_id:
+            raise SemretError(f"image {image_id} is not in the index {self.file}")
+        return np.asarray(self.index.vectors([image_id]), dtype=np.float32)
+
+    def label_of(self, image_id: int) -> str | None:
+        if self.labels is None:
+            return None
+        return str(self.labels[int(np.searchsorted(self.index.ids, image_id))]) or None
+
+
+def load_vector_index(index_file: str | Path) -> LoadedIndex:
+    """An index written by `semret index build`, and its labels."""
     from semret.indexes import load_index
     from semret.indexes.base import read_index_extra
 
     index = load_index(index_file)
-    labels = read_index_extra(index_file).get("labels")
-    ids = index.ids
-    position = int(np.searchsorted(ids, image_id))
-    if position >= len(ids) or ids[position] != image_id:
-        raise SemretError(f"image {image_id} is not in the index {index_file}")
-    scores, found = index.search(index.vectors([image_id]), k, exclude_ids=[image_id])
+    return LoadedIndex(Path(index_file), index, read_index_extra(index_file).get("labels"))
+
+
+def vector_results(
+    loaded: LoadedIndex, vectors: npt.NDArray[np.float32], k: int, exclude: int | None = None
+) -> tuple[list[dict[str, Any]], int]:
+    """The rows of `query_vector` for one query vector (rank, image id, label, cosine score) and
+    how many candidates the index scored; the ``exclude`` image left out."""
+    index = loaded.index
+    scores, found = index.search(vectors, k, exclude_ids=None if exclude is None else [exclude])
     pairs = [(int(i), float(s)) for i, s in zip(found[0], scores[0], strict=True) if i >= 0]
-    label_of = (lambda i: str(labels[int(np.searchsorted(ids, i))]) or None) if labels is not None else (lambda i: None)
     results = [
-        {"rank": rank, "image_id": i, "label": label_of(i), "score": score}
+        {"rank": rank, "image_id": i, "label": loaded.label_of(i), "score": score}
         for rank, (i, score) in enumerate(pairs, start=1)
     ]
-    return VectorAnswer(index.kind, int(index.last_candidates[0]), results)
+    return results, int(index.last_candidates[0])
+
+
+def query_vector(index_file: str | Path, image_id: int, k: int = 10) -> VectorAnswer:
+    """The k images nearest by cosine to an indexed image, as the index finds them."""
+    loaded = load_vector_index(index_file)
+    results, candidates = vector_results(loaded, loaded.vector_for(image_id), k, exclude=image_id)
+    return VectorAnswer(loaded.index.kind, candidates, results)

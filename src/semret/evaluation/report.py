@@ -31,6 +31,8 @@ from semret.evaluation.runs import MISSING_RULES, EvalResult
 
 RESULTS_FILE = "results.json"
 RANKINGS_FILE = "rankings.npz"
+#: The models a run leaves in its report directory for later queries (`semret serve --report`).
+HASH_MODEL_FILE, CIMON_MODEL_FILE, IWAN_CLASSIFIER_FILE = "hash-model.pt", "cimon-model.pt", "iwan-classifier.pt"
 PLOT_FILES = {"mAP": "map_at_k.png", "mAHP": "mahp_at_k.png", "time": "query_time.png"}
 #: The packages whose versions a result depends on.
 PACKAGES = ("numpy", "scipy", "pandas", "torch", "torchvision", "faiss-cpu", "networkx", "sqlalchemy", "psycopg")

@@ -124,8 +124,18 @@ def _enable_sqlite_foreign_keys(dbapi_connection, _record) -> None:  # type: ign
     cursor.close()
 
 
+def _sqlite_query_only(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA query_only=ON")
+    cursor.close()
+
+
 def make_engine(
-    url: str | URL | None = None, *, pool_size: int = POOL_SIZE, max_overflow: int = POOL_MAX_OVERFLOW
+    url: str | URL | None = None,
+    *,
+    pool_size: int = POOL_SIZE,
+    max_overflow: int = POOL_MAX_OVERFLOW,
+    read_only: bool = False,
 ) -> Engine:
     """An engine for ``url`` (resolved as in `resolve_database_url`).
 
@@ -140,10 +150,23 @@ def make_engine(
     ``pool_size`` kept open and ``max_overflow`` more under load; a thread that finds them all
     busy waits up to 30 s, in the order the threads asked (a `FairGate` in front of the pool, for
     `connect`), and a connection is checked (``pool_pre_ping``) before it is reused.
+
+    ``read_only`` opens the database for reading only (`semret serve`): SQLite connections refuse
+    writes (``PRAGMA query_only``) and the file must exist; PostgreSQL transactions are read-only
+    (``default_transaction_read_only``).
     """
     parsed = resolve_database_url(url)
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database
+        if read_only:
+            if not database or database == ":memory:" or database.startswith("file:"):
+                raise SemretError(f"cannot open {describe_url(parsed)} read-only: give a SQLite file")
+            if not Path(database).expanduser().is_file():
+                found = Path(database).expanduser()
+                raise SemretError(f"no database at {found}: run `semret demo` or `semret db upgrade` first")
+            engine = create_engine(parsed, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS})
+            event.listen(engine, "connect", _sqlite_query_only)
+            return engine
         if database and database != ":memory:" and not database.startswith("file:"):
             Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
         busy = {} if "timeout" in parsed.query else {"timeout": SQLITE_BUSY_TIMEOUT_SECONDS}
@@ -154,7 +177,11 @@ def make_engine(
     if "connect_timeout" not in parsed.query:
         connect_args["connect_timeout"] = CONNECT_TIMEOUT_SECONDS
     if "options" not in parsed.query:
-        connect_args["options"] = "-c plan_cache_mode=force_custom_plan"
+        connect_args["options"] = "-c plan_cache_mode=force_custom_plan" + (
+            " -c default_transaction_read_only=on" if read_only else ""
+        )
+    elif read_only:
+        raise SemretError("a read-only PostgreSQL URL cannot set its own options: leave out options=")
     if pool_size < 1 or max_overflow < 0:
         raise SemretError(
             f"a connection pool needs pool_size >= 1 and max_overflow >= 0, got {pool_size}, {max_overflow}"

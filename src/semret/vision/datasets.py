@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import pickle
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, MutableMapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -885,11 +885,14 @@ def _split_source(source: str) -> tuple[Path, int]:
 
 
 def _read_positions(
-    sources: Sequence[str], read_file: Callable[[Path], npt.NDArray[np.uint8]]
+    sources: Sequence[str],
+    read_file: Callable[[Path], npt.NDArray[np.uint8]],
+    arrays: MutableMapping[Path, npt.NDArray[np.uint8]] | None = None,
 ) -> npt.NDArray[np.uint8]:
-    """The images at ``FILE#POSITION`` sources, each file read once, in the order of ``sources``."""
+    """The images at ``FILE#POSITION`` sources, each file read once (or found in ``arrays``, a
+    cache of files already read that this fills), in the order of ``sources``."""
     located = [_split_source(source) for source in sources]
-    arrays: dict[Path, npt.NDArray[np.uint8]] = {}
+    arrays = {} if arrays is None else arrays
     for file, _ in located:
         if file not in arrays:
             if not file.is_file():
@@ -906,10 +909,16 @@ def _read_positions(
     return np.stack(rows) if rows else np.empty((0, 0, 0), dtype=np.uint8)
 
 
-def read_image_sources(dataset: str, sources: Sequence[str], image_size: int = 224) -> npt.NDArray[np.uint8]:
+def read_image_sources(
+    dataset: str,
+    sources: Sequence[str],
+    image_size: int = 224,
+    file_cache: MutableMapping[Path, npt.NDArray[np.uint8]] | None = None,
+) -> npt.NDArray[np.uint8]:
     """The pixels of images from the sources `load_dataset` records (``ImageSet.sources``): a
     Fashion-MNIST IDX file and position, a CIFAR batch file and position, or (folder) an image
-    file, resized and centre-cropped to ``image_size`` as `load_dataset` does."""
+    file, resized and centre-cropped to ``image_size`` as `load_dataset` does. ``file_cache`` keeps
+    the dataset files read (IDX, CIFAR, STL-10) for the next call."""
     _check_name(dataset)
     if dataset in FOLDER_DATASETS:
         if image_size < 1:
@@ -923,8 +932,8 @@ def read_image_sources(dataset: str, sources: Sequence[str], image_size: int = 2
                 advance()
         return images
     if dataset == "fashion-mnist":
-        return _read_positions(sources, lambda file: read_idx(file).astype(np.uint8, copy=False))
+        return _read_positions(sources, lambda file: read_idx(file).astype(np.uint8, copy=False), file_cache)
     if dataset == "stl10":
-        return _read_positions(sources, _stl10_images)
+        return _read_positions(sources, _stl10_images, file_cache)
     layout = _CIFAR[dataset]
-    return _read_positions(sources, lambda file: _read_cifar_batch(layout, file)[0])
+    return _read_positions(sources, lambda file: _read_cifar_batch(layout, file)[0], file_cache)
