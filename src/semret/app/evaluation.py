@@ -1,5 +1,6 @@
 """Evaluate: run every retrieval method on a dataset and score it, and the demo on the sample that
-ships with semret. The report (results.json, rankings.npz, plots) and the hash model go to one
+ships with semret. The report (results.json, rankings.npz, plots, contact sheets of each method's
+best and worst queries) and the models go to one
 directory; `Evaluation.files` lists everything written there."""
 
 from __future__ import annotations
@@ -35,8 +36,10 @@ def evaluate(
     `semret.app.eval_sweep.run_sweep` for a sweep) and write its report into ``out``."""
     from semret.app.eval_pipeline import run_evaluation
     from semret.app.eval_sweep import run_sweep
+    from semret.app.sheets import write_report_sheets
     from semret.evaluation.report import write_results
     from semret.evaluation.sweep import write_sweep
+    from semret.sql.engine import make_engine
 
     folder = Path(out).resolve()
     folder.mkdir(parents=True, exist_ok=True)
@@ -48,6 +51,8 @@ def evaluate(
     else:
         result = run_evaluation(config, folder, progress, log)
         written = set(write_results(result, folder).values())
+        # contact sheets of each method's best and worst queries, the pixels from the store
+        written |= set(write_report_sheets(result, folder, make_engine(config.database_url)).values())
     # the report, and what the methods left there (the hash model): every file this run wrote
     files = sorted(p for p in folder.rglob("*") if p.is_file() and (p in written or p.stat().st_mtime >= started - 1))
     return Evaluation(result, folder, files)

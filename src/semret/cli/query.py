@@ -4,18 +4,36 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
+from sqlalchemy import Engine
 
 from semret.app.query import query_hash as find_by_hash
 from semret.app.query import query_iwan as find_by_iwan
 from semret.app.query import query_vector as find_by_vector
-from semret.cli._app import CollectionOption, Commands, DbOption, JsonOption, console, engine_for, err
+from semret.app.sheets import check_show_path, write_query_sheet
+from semret.cli._app import CollectionOption, Commands, DbOption, JsonOption, console, engine_for, err, log
 from semret.errors import SemretError
 
 app = Commands(help="Retrieve the images nearest to a query.")
+
+ShowOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--show",
+        metavar="FILE.png",
+        help="Also draw the query and its results as a contact sheet (rank, label, score under each image).",
+        show_default=False,
+    ),
+]
+
+
+def show_sheet(engine: Engine, collection: str, results: list[dict[str, Any]], show: Path, **query: Any) -> None:
+    """Write the contact sheet of ``--show`` and say where it went (standard error: JSON stays clean)."""
+    written = write_query_sheet(engine, collection, results, show, **query)
+    log(f"contact sheet: {written.resolve()}")
 
 
 def parse_weighted_words(text: str) -> dict[str, float]:
@@ -52,13 +70,19 @@ def query_iwan(
     ] = None,
     k: Annotated[int, typer.Option("-k", min=1, help="How many images.")] = 10,
     in_sql: Annotated[bool, typer.Option("--in-sql", help="Rank the images inside the database.")] = False,
+    show: ShowOption = None,
     as_json: JsonOption = False,
     db: DbOption = None,
 ) -> None:
     """The k images nearest to a query image or a weighted word list, with the path to each."""
     weighted = parse_weighted_words(words) if words is not None else None
-    answer = find_by_iwan(engine_for(ctx, db), collection, image_id, weighted, k, in_sql)
+    show = check_show_path(show) if show is not None else None
+    engine = engine_for(ctx, db)
+    answer = find_by_iwan(engine, collection, image_id, weighted, k, in_sql)
     name, results = answer.collection, answer.results
+    if show is not None:
+        shown = {"query_image_id": image_id} if image_id is not None else {"query_text": words or ""}
+        show_sheet(engine, name, results, show, title=f"IWAN: {name}", **shown)
     if as_json:
         query_json = {"image_id": image_id} if image_id is not None else {"words": weighted}
         print(json.dumps({"collection": name, "query": query_json, "k": k, "results": results}))
@@ -111,13 +135,18 @@ def query_hash(
             "multihash:nhash=..,b=..,nflip=.. (an approximate shortlist may hold fewer than m codes).",
         ),
     ] = "flat",
+    show: ShowOption = None,
     as_json: JsonOption = False,
     db: DbOption = None,
 ) -> None:
     """The k images nearest to a stored image by semantic hashing: exact cosine, Hamming, or
     Hamming shortlist then cosine re-rank (the published default)."""
-    answer = find_by_hash(engine_for(ctx, db), collection, model, image_id, mode, k, shortlist, in_db, scan, hamming)
+    show = check_show_path(show) if show is not None else None
+    engine = engine_for(ctx, db)
+    answer = find_by_hash(engine, collection, model, image_id, mode, k, shortlist, in_db, scan, hamming)
     results = answer.results
+    if show is not None:
+        show_sheet(engine, collection, results, show, query_image_id=image_id, title=f"{mode}: {collection}")
     if as_json:
         print(
             json.dumps(
@@ -147,16 +176,31 @@ def query_hash(
 
 @app.command("vector")
 def query_vector(
+    ctx: typer.Context,
     index_file: Annotated[
         Path, typer.Option("--index", metavar="FILE", help="An index written by `semret index build`.")
     ],
     image_id: Annotated[int, typer.Option("--image-id", metavar="ID", help="Query with an indexed image's vector.")],
     k: Annotated[int, typer.Option("-k", min=1, help="How many images.")] = 10,
+    collection: Annotated[
+        str | None,
+        typer.Option(
+            "--collection", metavar="NAME", help="The indexed images' collection (for --show).", show_default=False
+        ),
+    ] = None,
+    show: ShowOption = None,
     as_json: JsonOption = False,
+    db: DbOption = None,
 ) -> None:
     """The k images nearest by cosine to an indexed image, as the index finds them."""
+    if show is not None and collection is None:
+        raise SemretError("--show draws the images from the store: give the indexed images' --collection")
+    show = check_show_path(show) if show is not None else None
     answer = find_by_vector(index_file, image_id, k)
     results, candidates = answer.results, answer.candidates
+    if show is not None and collection is not None:
+        engine = engine_for(ctx, db)
+        show_sheet(engine, collection, results, show, query_image_id=image_id, title=f"{answer.kind}: {index_file}")
     if as_json:
         print(
             json.dumps(
