@@ -43,8 +43,14 @@ def test_demo_runs_end_to_end_on_the_embedded_database(tmp_path: Path, monkeypat
     assert "mAHP@k" in result.output and f"report written to {out}" in result.output
     # everything written there, hash model included, each with its absolute path on a line of its own
     listed = [line.strip() for line in result.stdout.split(f"report written to {out}:")[1].splitlines() if line.strip()]
-    assert listed == sorted(str(path) for path in out.iterdir())
-    assert {"results.json", "rankings.npz", "hash-model.pt"} <= {Path(line).name for line in listed}
+    assert listed == sorted(str(path) for path in out.rglob("*") if path.is_file())
+    assert {"results.json", "rankings.npz", "hash-model.pt", "iwan-classifier.pt"} <= {
+        Path(line).name for line in listed
+    }
+    # a contact sheet per method of its best and worst queries (semret.app.sheets)
+    sheets = {Path(line).relative_to(out).as_posix() for line in listed if "/sheets/" in line}
+    methods = json.loads((out / "results.json").read_text())["methods"]
+    assert sheets == {f"sheets/{method}.png" for method in methods}
     document = json.loads((out / "results.json").read_text())
     summary = document["summary"]
     assert (summary["queries"], summary["database_images"], summary["train_images"]) == (1000, 1000, 2000)

@@ -67,9 +67,9 @@ def create_app(browser: StoreBrowser) -> FastAPI:
     app.state.browser, app.state.thumbnails = browser, thumbnails
     store = describe_url(browser.engine.url)
 
-    def page(request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:
+    def page(request: Request, template: str, http_status: int = 200, **context: Any) -> HTMLResponse:
         return templates.TemplateResponse(
-            request, template, {"store": store, "version": __version__, **context}, status_code=status
+            request, template, {"store": store, "version": __version__, **context}, status_code=http_status
         )
 
     def error(request: Request, status: int, message: str) -> Response:
