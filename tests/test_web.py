@@ -221,7 +221,7 @@ def test_an_uploaded_png_goes_through_the_collections_backbone_and_models(
     [
         (b"just some text, not an image", 415, "not an image"),
         (b"", 400, "the file is empty"),
-        (b"\x89PNG" + b"0" * (5 * 1024 * 1024), 413, "over the limit"),
+        (b"\x89PNG" + b"0" * (5 * 1024 * 1024), 413, "5,242,884 bytes is over the limit"),
     ],
 )
 def test_a_bad_upload_gets_a_clear_message(

@@ -202,7 +202,7 @@ def create_app(browser: StoreBrowser) -> FastAPI:
         if not len(stored.image_ids):
             raise SemretError(f"collection {name!r} has no images to compare an upload with")
         like = browser.pixels.read(name, [int(stored.image_ids[0])])[0]
-        upload = decode_upload(data, file.filename or "the upload", like)
+        upload = decode_upload(data, file.filename or "the upload", like, size=file.size)
         chosen = method or [m["key"] for m in collection["methods"] if m["takes_uploads"]][:1]
         answers = browser.query(name, chosen, BrowseQuery(upload=upload), k)
         context = {
