@@ -19,7 +19,7 @@ from semret.app.eval_pipeline import run_evaluation
 from semret.app.eval_sweep import run_sweep
 from semret.errors import SemretError
 from semret.evaluation import load_results
-from semret.evaluation.report import results_document, tables, write_results
+from semret.evaluation.report import results_document, tables, write_plots, write_results
 from semret.evaluation.results_table import COLUMNS, RESULTS_CSV, results_frame
 from semret.evaluation.runs import EvalConfig, EvalResult, MethodRun
 from semret.evaluation.sweep import SWEEP_CSV, SWEEP_FILE, SWEEP_PLOTS, redraw_sweep, write_sweep
@@ -320,3 +320,27 @@ def test_iwan_published_needs_an_imagenet_head(sqlite_url: str, tmp_path: Path) 
         run_evaluation(config, tmp_path / "work")
     assert "iwan-published" not in tiny_config(data, sqlite_url, tmp_path / "cache").methods  # all it can run
     assert "iwan-published" in EvalConfig(dataset="fashion-mnist").methods  # efficientnet-lite0, ImageNet
+
+
+def test_the_mahp_plot_has_no_point_where_every_ranking_scores_the_same(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from matplotlib.axes import Axes
+
+    result = two_seed_result()
+    for seed in result.seed_scores.values():
+        for method in ("a", "b"):
+            seed["semret"][method]["mAHP"] = {1: 0.0, 2: 0.25}
+    drawn: list[tuple[list[int], list[float]]] = []
+    errorbar = Axes.errorbar
+
+    def record(self: Axes, x: pd.Series, y: pd.Series, *args: object, **kwargs: object) -> object:
+        drawn.append((list(x), list(y)))
+        return errorbar(self, x, y, *args, **kwargs)
+
+    monkeypatch.setattr(Axes, "errorbar", record)
+    written = write_plots(result, tmp_path)
+    assert set(written) == {"mAP", "mAHP", "time"} and all(path.is_file() for path in written.values())
+    (mahp_a, mahp_b) = drawn[2:]  # mAP's two lines come first
+    assert mahp_a == mahp_b == ([2], [0.25])  # mAHP@1 (0 by the trapezoid) is left out, as "-" in the tables
+    assert drawn[0][0] == [1, 2]  # mAP keeps every k

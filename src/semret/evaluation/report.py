@@ -212,7 +212,8 @@ def tables(result: EvalResult, metrics: tuple[str, ...] | None = None) -> list[T
 
 
 def write_plots(result: EvalResult, out: Path) -> dict[str, Path]:
-    """mAP@k and mAHP@k against k (a line per method), and the mean query time per method."""
+    """mAP@k and mAHP@k against k (a line per method; a k where the metric is the same for every
+    ranking, mAHP@1, has no point), and the mean query time per method."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -232,6 +233,8 @@ def write_plots(result: EvalResult, out: Path) -> dict[str, Path]:
                 (frame["method"] == method) & (frame["convention"] == convention) & (frame["metric"] == metric)
             ]
             rows = rows.sort_values("k")
+            # a point that is the same for every ranking (mAHP@1) is left out, as the tables print "-"
+            rows = rows[[constant_value(convention, metric, int(k)) is None for k in rows["k"]]]
             spread = rows["std"].fillna(0.0) if len(result.seeds) > 1 else None
             axes.errorbar(rows["k"], rows["value"], yerr=spread, marker="o", capsize=3, label=method)
         axes.set_xscale("log")
