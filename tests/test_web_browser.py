@@ -9,6 +9,7 @@ import json
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -185,7 +186,7 @@ def test_several_methods_are_shown_side_by_side_for_one_query(
     boxes = [column.rect for column in columns]
     assert len({round(box["y"]) for box in boxes}) == 1, "the columns are not on one row"
     lefts = [box["x"] for box in boxes]
-    assert lefts == sorted(lefts) and all(b["x"] + b["width"] <= a["x"] + 1 for b, a in zip(boxes, boxes[1:]))
+    assert lefts == sorted(lefts) and all(b["x"] + b["width"] <= a["x"] + 1 for b, a in pairwise(boxes))
 
 
 def write_png(path: Path, pixels: np.ndarray) -> Path:
@@ -214,11 +215,15 @@ def test_an_uploaded_png_returns_results(
     assert loaded(query_image)
     boundary = "semret-test-boundary"
     body = (
-        f'--{boundary}\r\nContent-Disposition: form-data; name="method"\r\n\r\n{method}\r\n'
-        f'--{boundary}\r\nContent-Disposition: form-data; name="k"\r\n\r\n8\r\n'
-        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="my shirt.png"\r\n'
-        "Content-Type: image/png\r\n\r\n"
-    ).encode() + upload.read_bytes() + f"\r\n--{boundary}--\r\n".encode()
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="method"\r\n\r\n{method}\r\n'
+            f'--{boundary}\r\nContent-Disposition: form-data; name="k"\r\n\r\n8\r\n'
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="my shirt.png"\r\n'
+            "Content-Type: image/png\r\n\r\n"
+        ).encode()
+        + upload.read_bytes()
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
     document = json_of(
         f"{site}/collections/{store.collection}/query",
         data=body,

@@ -443,7 +443,7 @@ class StoreBrowser:
             code = loaded.stored.codes[loaded.position(row["image_id"])]
             row["explanation"] = {
                 "classes": class_relation(hierarchy, query_label, row["label"]),
-                "bits": differing_bits(query.codes[0], code, loaded.model.n_bits),
+                "bits": None if query.codes is None else differing_bits(query.codes[0], code, loaded.model.n_bits),
             }
 
     # --- reports -------------------------------------------------------------------------------

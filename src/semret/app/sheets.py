@@ -86,7 +86,8 @@ def write_report_sheets(result: EvalResult, out: Path, engine: Engine) -> dict[s
     names = sorted({label for label in label_of.values() if label is not None})
     code = {name: i for i, name in enumerate(names)}
     database = [int(i) for i in result.database_ids]
-    counts = np.bincount([code[label_of[i]] for i in database if label_of.get(i) is not None], minlength=len(names))
+    labelled = [label for i in database if (label := label_of.get(i)) is not None]
+    counts = np.bincount([code[label] for label in labelled], minlength=len(names))
     in_database = set(database)
     rows_of = {int(q): r for r, q in enumerate(result.query_ids)}
     written: dict[str, Path] = {}

@@ -35,9 +35,7 @@ class UploadedImage:
     pixels: npt.NDArray[np.uint8]
 
 
-def decode_upload(
-    data: bytes, name: str, like: npt.NDArray[np.uint8], size: int | None = None
-) -> UploadedImage:
+def decode_upload(data: bytes, name: str, like: npt.NDArray[np.uint8], size: int | None = None) -> UploadedImage:
     """``data`` as an image shaped like ``like`` (one of the collection's images: (h, w) grey or
     (h, w, 3) RGB): the shorter side resized to fit, then the centre cropped. Too large, empty,
     not an image or of another format: an `UploadError` naming the file. ``size`` is the file's
@@ -49,7 +47,8 @@ def decode_upload(
         raise UploadError(f"{shown}: the file is empty")
     if len(data) > MAX_UPLOAD_BYTES:
         raise UploadError(
-            f"{shown}: {max(size or 0, len(data)):,} bytes is over the limit of {MAX_UPLOAD_BYTES:,} bytes (5 MiB)", status=413
+            f"{shown}: {max(size or 0, len(data)):,} bytes is over the limit of {MAX_UPLOAD_BYTES:,} bytes (5 MiB)",
+            status=413,
         )
     try:
         with Image.open(io.BytesIO(data)) as opened:

@@ -170,7 +170,7 @@ def create_app(browser: StoreBrowser) -> FastAPI:
         words = words if words and words.strip() else None
         chosen = method or [m["key"] for m in collection["methods"] if (m["takes_words"] if words else True)][:1]
         source = "words" if words is not None else "image"
-        context = {"chosen": chosen, "image_id": image_id, "words": words, "source": source}
+        context: dict[str, Any] = {"chosen": chosen, "image_id": image_id, "words": words, "source": source}
         if image_id is None and words is None:
             if wants_json(request):
                 return error(request, 400, "give a query: image_id=ID or words=..., and method=KEY")
