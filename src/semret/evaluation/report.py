@@ -234,7 +234,8 @@ def write_plots(result: EvalResult, out: Path) -> dict[str, Path]:
             ]
             rows = rows.sort_values("k")
             # a point that is the same for every ranking (mAHP@1) is left out, as the tables print "-"
-            rows = rows[[constant_value(convention, metric, int(k)) is None for k in rows["k"]]]
+            kept = np.array([constant_value(convention, metric, int(k)) is None for k in rows["k"]], dtype=bool)
+            rows = rows[kept]
             spread = rows["std"].fillna(0.0) if len(result.seeds) > 1 else None
             axes.errorbar(rows["k"], rows["value"], yerr=spread, marker="o", capsize=3, label=method)
         axes.set_xscale("log")
