@@ -256,6 +256,20 @@ def test_cifar10_from_a_local_folder(tmp_path: Path) -> None:
     assert len(every) == 13 and every.image_ids[-1] == 50_002 and every.class_names == CIFAR10_CLASSES
 
 
+def test_cifar10_sources_from_six_files_read_back_through_a_cache_of_fewer(tmp_path: Path) -> None:
+    from semret.app.pixels import _LruFiles
+
+    write_cifar10(tmp_path)
+    every = load_dataset("cifar10", "all", tmp_path)
+    cache = _LruFiles(2)  # as `semret serve` keeps a few decoded files: fewer than one read needs
+    order = list(range(len(every)))[::-1]
+    images = datasets.read_image_sources("cifar10", [every.sources[i] for i in order], 32, cache)
+    np.testing.assert_array_equal(images, every.images[order])
+    assert len(cache) == 2
+    again = datasets.read_image_sources("cifar10", [every.sources[0], every.sources[-1]], 32, cache)
+    np.testing.assert_array_equal(again, every.images[[0, -1]])
+
+
 def test_cifar100_from_a_local_folder(tmp_path: Path) -> None:
     write_cifar100(tmp_path)
     train = load_dataset("cifar100", "train", tmp_path)

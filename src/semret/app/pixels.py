@@ -27,24 +27,29 @@ FILE_IMAGE_SIZE = 160
 
 
 class _LruFiles(MutableMapping[Path, npt.NDArray[np.uint8]]):
-    """At most ``size`` decoded dataset files, the least recently used dropped first."""
+    """At most ``size`` decoded dataset files, the least recently used dropped first; safe to share
+    between threads (each lookup and insert under a lock; files are read outside it)."""
 
     def __init__(self, size: int) -> None:
         self.size = size
         self._files: OrderedDict[Path, npt.NDArray[np.uint8]] = OrderedDict()
+        self._lock = threading.Lock()
 
     def __getitem__(self, key: Path) -> npt.NDArray[np.uint8]:
-        self._files.move_to_end(key)
-        return self._files[key]
+        with self._lock:
+            self._files.move_to_end(key)
+            return self._files[key]
 
     def __setitem__(self, key: Path, value: npt.NDArray[np.uint8]) -> None:
-        self._files[key] = value
-        self._files.move_to_end(key)
-        while len(self._files) > self.size:
-            self._files.popitem(last=False)
+        with self._lock:
+            self._files[key] = value
+            self._files.move_to_end(key)
+            while len(self._files) > self.size:
+                self._files.popitem(last=False)
 
     def __delitem__(self, key: Path) -> None:
-        del self._files[key]
+        with self._lock:
+            del self._files[key]
 
     def __iter__(self) -> Iterator[Path]:
         return iter(self._files)
@@ -88,8 +93,7 @@ class CollectionPixels:
             sources.append(source)
         if not sources:
             return []
-        with self._lock:  # the file cache is shared by the server's threads
-            pixels = read_image_sources(stored.dataset, sources, FILE_IMAGE_SIZE, self._files)
+        pixels = read_image_sources(stored.dataset, sources, FILE_IMAGE_SIZE, self._files)
         return [np.asarray(image) for image in pixels]
 
     def label(self, collection: str, image_id: int) -> str | None:

@@ -892,20 +892,26 @@ def _read_positions(
     """The images at ``FILE#POSITION`` sources, each file read once (or found in ``arrays``, a
     cache of files already read that this fills), in the order of ``sources``."""
     located = [_split_source(source) for source in sources]
-    arrays = {} if arrays is None else arrays
+    cache: MutableMapping[Path, npt.NDArray[np.uint8]] = {} if arrays is None else arrays
+    read: dict[Path, npt.NDArray[np.uint8]] = {}  # this call's files: a small cache may drop some meanwhile
     for file, _ in located:
-        if file not in arrays:
+        if file in read:
+            continue
+        found = cache.get(file)
+        if found is None:
             if not file.is_file():
                 raise SemretError(
                     f"{file}: no such file, but the collection's images come from it (moved or deleted?): "
                     "put it back, or import the dataset again into a new collection"
                 )
-            arrays[file] = read_file(file)
+            found = read_file(file)
+            cache[file] = found
+        read[file] = found
     rows = []
     for (file, position), source in zip(located, sources, strict=True):
-        if position >= len(arrays[file]):
-            raise SemretError(f"image source {source}: {file} holds only {len(arrays[file]):,} images")
-        rows.append(arrays[file][position])
+        if position >= len(read[file]):
+            raise SemretError(f"image source {source}: {file} holds only {len(read[file]):,} images")
+        rows.append(read[file][position])
     return np.stack(rows) if rows else np.empty((0, 0, 0), dtype=np.uint8)
 
 
