@@ -28,7 +28,7 @@ from helpers import ok, semret
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory) -> WebStore:
-    return web_store(tmp_path_factory.getbasetemp().parent)
+    return web_store(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
@@ -302,3 +302,54 @@ def test_semret_serve_refuses_what_it_cannot_serve(tmp_path: Path, store: WebSto
     assert bad_index.exit_code == 1 and "give COLLECTION=FILE" in bad_index.output
     no_report = semret("--db", store.url, "serve", "--report", str(tmp_path))
     assert no_report.exit_code == 1 and "no results.json" in no_report.output
+
+
+def test_an_index_takes_uploads_only_when_its_vectors_come_from_the_uploads_path(
+    tmp_path: Path, browser: StoreBrowser, store: WebStore
+) -> None:
+    from semret.app.indexes import IndexVectors, build_index, features_origin, stored_embeddings
+    from semret.indexes.base import load_index
+
+    exact = load_index(store.index)
+    ids, vectors = exact.ids, exact.vectors()
+    labels = [browser.pixels.label(store.collection, int(i)) for i in ids]
+    other_origins = {
+        "unknown": None,  # a features file: it does not say what made its vectors
+        "other-size": features_origin("efficientnet-lite0", "imagenet", 64),
+        "other-backbone": features_origin("resnet18", "imagenet", 32),
+    }
+    files = []
+    for name, origin in other_origins.items():
+        build_index("exact", IndexVectors(ids, vectors, labels, origin), tmp_path / f"{name}.npz")
+        files.append((store.collection, tmp_path / f"{name}.npz"))
+    engine = make_engine(store.url, read_only=True)
+    build_index("exact", stored_embeddings(engine, store.collection, store.model), tmp_path / "embeddings.npz")
+    files.append((store.collection, tmp_path / "embeddings.npz"))
+    browsing = StoreBrowser(engine, [store.report], [(store.collection, store.index), *files])
+    takes = {m.key: m.takes_uploads for m in browsing.methods(store.collection) if m.kind == "index"}
+    assert takes == {
+        "index:exact": True,  # the report's backbone, weights and input size
+        "index:embeddings": True,  # the hash model's embeddings, its checkpoint in the report
+        "index:unknown": False,
+        "index:other-size": False,
+        "index:other-backbone": False,
+    }
+    client = TestClient(create_app(browsing), raise_server_exceptions=False)
+    (pixels,) = browser.pixels.read(store.collection, [60010])
+    response = client.post(
+        f"/collections/{store.collection}/query",
+        files={"file": ("trouser.png", png_of(pixels), "image/png")},
+        data={"method": ["index:embeddings", "index:unknown"], "k": "5"},
+        headers={"accept": "application/json"},
+    )
+    assert response.status_code == 400 and "index:unknown" in response.json()["error"]
+    response = client.post(
+        f"/collections/{store.collection}/query",
+        files={"file": ("trouser.png", png_of(pixels), "image/png")},
+        data={"method": ["index:embeddings", f"hash-exact:{store.model}"], "k": "5"},
+        headers={"accept": "application/json"},
+    )
+    assert response.status_code == 200, response.text
+    by_embeddings, by_hash = response.json()["answers"]
+    # the index over the model's embeddings ranks by the same cosine as the hash's exact mode
+    assert [r["score"] for r in by_embeddings["results"]] == pytest.approx([r["score"] for r in by_hash["results"]])

@@ -34,7 +34,7 @@ WAIT_S = 120  # the first query of a method loads its model: generous on a loade
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory) -> WebStore:
-    return web_store(tmp_path_factory.getbasetemp().parent)
+    return web_store(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")

@@ -7,15 +7,17 @@ holds the models an upload goes through; plus an exact vector index over the col
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
 from filelock import FileLock
 
 from semret.app.demo import sample_dir
 from semret.app.evaluation import evaluate, prepare_demo
 from semret.app.features import collection_features
-from semret.app.indexes import IndexVectors, build_index
+from semret.app.indexes import build_index, collection_feature_vectors
 from semret.evaluation.runs import EvalConfig
 
 
@@ -47,16 +49,18 @@ def _build(root: Path) -> None:
     from semret.sql.engine import make_engine
 
     found = collection_features(make_engine(url), collection, "efficientnet-lite0", None, 32, cache_dir=root / "cache")
-    arrays = found.arrays
-    build_index("exact", IndexVectors(arrays.image_ids, arrays.data, arrays.label_names()), root / "exact.npz")
+    build_index("exact", collection_feature_vectors(found), root / "exact.npz")
     document = json.loads((root / "report" / "results.json").read_text())
     (root / "store.json").write_text(
         json.dumps({"url": url, "collection": collection, "model": document["methods"]["hash"]["details"]["model"]})
     )
 
 
-def web_store(shared: Path) -> WebStore:
-    """The store under ``shared`` (a folder every worker sees), built by the first worker to ask."""
+def web_store(tmp_path_factory: pytest.TempPathFactory) -> WebStore:
+    """The store of this test run, built by the first xdist worker to ask (in the folder that the
+    run's workers share; in one process, the run's own temporary folder)."""
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
     root = shared / "web-store"
     root.mkdir(parents=True, exist_ok=True)
     with FileLock(str(shared / "web-store.lock")):

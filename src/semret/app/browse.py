@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -314,7 +314,7 @@ class StoreBrowser:
                 found.append(Method(f"{prefix}:{model.name}", title, "hash", False, uploads, model.name, mode))
         for index_name in sorted(self.index_files.get(name, {})):
             loaded = self._index(name, index_name)
-            uploads = encoder is not None and encoder.feature_dim() == int(loaded.index.dim)
+            uploads = encoder is not None and self._index_route(name, loaded, encoder) is not None
             title = f"vector index {index_name} ({loaded.index.kind})"
             found.append(Method(f"index:{index_name}", title, "index", False, uploads))
         return found
@@ -359,8 +359,9 @@ class StoreBrowser:
             refused = [m.key for m in methods if not m.takes_uploads]
             if refused:
                 raise SemretError(
-                    f"{', '.join(refused)} cannot take an uploaded image: it needs an evaluation report of "
-                    f"{name!r} with the models (semret serve --report DIR)"
+                    f"{', '.join(refused)} cannot take an uploaded image: an upload goes through the backbone and "
+                    f"models that made the method's stored vectors, from an evaluation report of {name!r} "
+                    "(semret serve --report DIR; an index must record its vectors' origin, docs/serve.md)"
                 )
             encoder = self.encoder(name)
             assert encoder is not None
@@ -421,8 +422,18 @@ class StoreBrowser:
         if query.image_id is not None:
             vectors = loaded_index.vector_for(query.image_id)
         else:
-            assert features is not None
-            vectors = features
+            encoder = self.encoder(name)
+            assert encoder is not None and features is not None
+            route = self._index_route(name, loaded_index, encoder)
+            if route is None:
+                raise SemretError(f"{method.key}: its vectors did not come from this report's backbone or models")
+            if route == "features":
+                vectors = features
+            else:
+                embedded = encoder.hash_query(route, features).embeddings
+                if embedded is None:
+                    raise SemretError(f"{method.key}: model {route.name!r} gives the upload no embedding")
+                vectors = embedded
         start = time.perf_counter()
         results, candidates = vector_results(loaded_index, vectors, k, exclude=query.image_id)
         elapsed = (time.perf_counter() - start) * 1000
@@ -430,6 +441,20 @@ class StoreBrowser:
         for row in results:
             row["explanation"] = {"classes": class_relation(hierarchy, query_label, row["label"])}
         return MethodAnswer(method, results, elapsed, notes)
+
+    def _index_route(
+        self, name: str, loaded: LoadedIndex, encoder: UploadEncoder
+    ) -> Literal["features"] | StoredModel | None:
+        """How an upload reaches an index's vectors: "features" (they are the backbone's features:
+        the same backbone, weights and input size as the encoder's), the hash model whose
+        embeddings they are (its checkpoint in the report), or None (not at all, or not known)."""
+        origin = loaded.origin or {}
+        if origin.get("kind") == "features":
+            return "features" if encoder.feature_origin() == origin else None
+        if origin.get("kind") == "embeddings":
+            model = next((m for m in self._models(name) if m.name == origin.get("model")), None)
+            return model if model is not None and encoder.has_model(model) else None
+        return None
 
     @staticmethod
     def _explain_hash(

@@ -3,6 +3,7 @@ embeddings a hash model stored for a collection, and save it to a file."""
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,16 +19,47 @@ from semret.sql.hash_store import load_hashes, model_by_name
 from semret.vision.arrays import read_labelled_arrays
 
 if TYPE_CHECKING:  # faiss and torch are slow to import: the indexes are imported where they are used
+    from semret.app.features import CollectionFeatures
     from semret.indexes.base import VectorIndex
 
 
 @dataclass(frozen=True)
 class IndexVectors:
-    """Vectors to index, with their image ids and labels."""
+    """Vectors to index, with their image ids and labels, and where they came from (``origin``,
+    saved with the index, so that `semret serve` sends an uploaded image through the same backbone
+    or hash model; None for a features file, which does not say)."""
 
     image_ids: npt.NDArray[np.int64]
     vectors: npt.NDArray[np.float32]
     labels: list[str | None]
+    origin: dict[str, Any] | None = None
+
+
+#: The index file's extra array holding ``origin`` (JSON).
+ORIGIN_EXTRA = "vectors_from"
+
+
+def features_origin(backbone: str, weights: str, image_size: int) -> dict[str, Any]:
+    """The origin of features made by a backbone (its name, weights id and input size)."""
+    return {"kind": "features", "backbone": backbone, "weights": weights, "image_size": int(image_size)}
+
+
+def collection_feature_vectors(found: CollectionFeatures) -> IndexVectors:
+    """A collection's features (`semret.app.features.collection_features`), with their origin."""
+    arrays = found.arrays
+    origin = features_origin(found.backbone, found.weights, found.image_size)
+    return IndexVectors(arrays.image_ids, arrays.data, arrays.label_names(), origin)
+
+
+def read_origin(extra: dict[str, npt.NDArray[Any]]) -> dict[str, Any] | None:
+    """The ``origin`` saved with an index (`read_index_extra`), or None."""
+    if ORIGIN_EXTRA not in extra:
+        return None
+    try:
+        origin = json.loads(str(extra[ORIGIN_EXTRA]))
+    except ValueError:
+        return None
+    return origin if isinstance(origin, dict) else None
 
 
 def features_file_vectors(path: str | Path) -> IndexVectors:
@@ -41,7 +73,7 @@ def features_file_vectors(path: str | Path) -> IndexVectors:
 def stored_embeddings(engine: Engine, collection: str, model: str) -> IndexVectors:
     """The embeddings a hash model stored for a collection's images."""
     stored = load_hashes(engine, model_by_name(engine, model), collection)
-    return IndexVectors(stored.image_ids, stored.embeddings, stored.labels)
+    return IndexVectors(stored.image_ids, stored.embeddings, stored.labels, {"kind": "embeddings", "model": model})
 
 
 def parse_index_spec(text: str) -> Spec:
@@ -81,6 +113,9 @@ def build_index(spec: str | Spec, source: IndexVectors, out: str | Path) -> Buil
         index.fit(vectors, np.array([class_of[name] for name in label_names]) if any(label_names) else None)
     index.add(ids, vectors)
     built = time.perf_counter() - start
-    index.save(out, extra={"labels": np.array(label_names)})
+    extra = {"labels": np.array(label_names)}
+    if source.origin is not None:
+        extra[ORIGIN_EXTRA] = np.array(json.dumps(source.origin, sort_keys=True))
+    index.save(out, extra=extra)
     params = {name: value for name, value in index.get_params().items() if name != "dim"}
     return BuiltIndex(index, kind, index.ntotal, vectors.shape[1], built, params, Path(out))

@@ -4,7 +4,8 @@ semantic hashing or a vector index. Each function returns the result rows the co
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -234,11 +235,16 @@ class VectorAnswer:
 
 @dataclass(frozen=True)
 class LoadedIndex:
-    """A vector index read from its file, with its images' labels (None where it has none)."""
+    """A vector index read from its file, with its images' labels (None where it has none). An
+    index keeps the last search's candidate counts: ``lock`` makes a search and that read one
+    step where threads share the index (`semret serve`)."""
 
     file: Path
     index: Any
     labels: npt.NDArray[np.str_] | None
+    #: Where its vectors came from (`semret.app.indexes.IndexVectors.origin`), None where unknown.
+    origin: dict[str, Any] | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock, compare=False, repr=False)
 
     def vector_for(self, image_id: int) -> npt.NDArray[np.float32]:
         """An indexed image's vector, (1, d), as a query."""
@@ -256,11 +262,13 @@ class LoadedIndex:
 
 def load_vector_index(index_file: str | Path) -> LoadedIndex:
     """An index written by `semret index build`, and its labels."""
+    from semret.app.indexes import read_origin
     from semret.indexes import load_index
     from semret.indexes.base import read_index_extra
 
     index = load_index(index_file)
-    return LoadedIndex(Path(index_file), index, read_index_extra(index_file).get("labels"))
+    extra = read_index_extra(index_file)
+    return LoadedIndex(Path(index_file), index, extra.get("labels"), read_origin(extra))
 
 
 def vector_results(
@@ -269,13 +277,15 @@ def vector_results(
     """The rows of `query_vector` for one query vector (rank, image id, label, cosine score) and
     how many candidates the index scored; the ``exclude`` image left out."""
     index = loaded.index
-    scores, found = index.search(vectors, k, exclude_ids=None if exclude is None else [exclude])
+    with loaded.lock:
+        scores, found = index.search(vectors, k, exclude_ids=None if exclude is None else [exclude])
+        candidates = int(index.last_candidates[0])
     pairs = [(int(i), float(s)) for i, s in zip(found[0], scores[0], strict=True) if i >= 0]
     results = [
         {"rank": rank, "image_id": i, "label": loaded.label_of(i), "score": score}
         for rank, (i, score) in enumerate(pairs, start=1)
     ]
-    return results, int(index.last_candidates[0])
+    return results, candidates
 
 
 def query_vector(index_file: str | Path, image_id: int, k: int = 10) -> VectorAnswer:

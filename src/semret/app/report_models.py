@@ -137,12 +137,17 @@ class UploadEncoder:
             backbone = self._get_backbone()
             return extract_features(backbone, pixels[None], engine="torch")
 
-    def feature_dim(self) -> int | None:
-        """The backbone's feature size, without building it where it cannot be built."""
+    def feature_origin(self) -> dict[str, Any] | None:
+        """What made the upload's features (`semret.app.indexes.features_origin`: backbone,
+        weights id, input size), to compare with an index's; None where it cannot be built."""
         if self.why_not():
             return None
+        from semret.app.indexes import features_origin
+        from semret.vision.features import weights_id
+
         with self._lock:
-            return int(self._get_backbone().feature_dim)
+            backbone = self._get_backbone()
+            return features_origin(backbone.name, weights_id(backbone), backbone.input_size)
 
     def has_model(self, model: StoredModel) -> bool:
         """Whether the report holds the checkpoint that made ``model``'s stored codes."""

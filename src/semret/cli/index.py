@@ -9,7 +9,14 @@ import typer
 from rich.table import Table
 
 from semret.app.features import collection_features
-from semret.app.indexes import IndexVectors, build_index, features_file_vectors, parse_index_spec, stored_embeddings
+from semret.app.indexes import (
+    IndexVectors,
+    build_index,
+    collection_feature_vectors,
+    features_file_vectors,
+    parse_index_spec,
+    stored_embeddings,
+)
 from semret.cli._app import (
     BackboneOption,
     CacheDirOption,
@@ -65,8 +72,7 @@ def _vectors(
             engine, collection or "", backbone, weights, image_size, cache_dir=cache_dir,
             progress=StageProgress(progress),
         )  # fmt: skip
-    arrays = found.arrays
-    return IndexVectors(arrays.image_ids, arrays.data, arrays.label_names())
+    return collection_feature_vectors(found)
 
 
 @app.command("build")

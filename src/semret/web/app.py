@@ -41,6 +41,9 @@ from semret.web.thumbnails import DEFAULT_SIDE, Thumbnails, data_url
 
 log = logging.getLogger("semret.web")
 
+#: The largest request body taken: an upload at its limit and room for the form's other fields.
+MAX_REQUEST_BYTES = MAX_UPLOAD_BYTES + 64 * 1024
+
 REASONS = {400: "bad request", 404: "not found", 405: "method not allowed", 413: "too large", 415: "not an image",
            422: "bad request", 500: "server error", 503: "database unavailable"}  # fmt: skip
 
@@ -59,7 +62,14 @@ def _one_line(text: str) -> str:
 
 def create_app(browser: StoreBrowser) -> FastAPI:
     """The web app over ``browser``'s store (opened read-only by `semret serve`)."""
-    app = FastAPI(title="semret", version=__version__, docs_url=None, redoc_url=None, openapi_url=None)
+    app = FastAPI(
+        title="semret",
+        version=__version__,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        max_body_size=MAX_REQUEST_BYTES,  # refused as it arrives: no huge body is spooled to disk first
+    )
     package = resources.files("semret.web")
     templates = Jinja2Templates(directory=str(package / "templates"))
     app.mount("/static", StaticFiles(directory=str(package / "static")), name="static")
@@ -102,12 +112,19 @@ def create_app(browser: StoreBrowser) -> FastAPI:
         detail = exc.detail if isinstance(exc.detail, str) else REASONS.get(exc.status_code, "error")
         if exc.status_code == 404 and detail == "Not Found":
             detail = f"no page at {request.url.path}"
+        if exc.status_code == 413:  # the body limit, before any upload is looked at
+            detail = (
+                f"the request is over the limit of {MAX_REQUEST_BYTES:,} bytes: "
+                f"an uploaded image may be at most {MAX_UPLOAD_BYTES:,} bytes (5 MiB)"
+            )
         return error(request, exc.status_code, detail)
 
     @app.exception_handler(Exception)
     async def server_error(request: Request, exc: Exception) -> Response:
         log.exception("error serving %s", request.url.path)
-        return error(request, 500, f"semret failed on this request ({type(exc).__name__}: {exc})")
+        return error(
+            request, 500, f"semret failed on this request ({type(exc).__name__}; the server's log has the details)"
+        )
 
     @app.get("/", name="collections_page")
     def collections_page(request: Request) -> Response:
