@@ -26,6 +26,7 @@ import json
 import os
 import threading
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass
@@ -63,12 +64,13 @@ def fetch(site: str, collection: str, request: Request, k: int) -> Outcome:
         with urllib.request.urlopen(url, timeout=300) as response:
             document = json.loads(response.read())
             status = response.status
+        (answer,) = document["answers"]
+        ids = [row["image_id"] for row in answer["results"]]
     except urllib.error.HTTPError as exc:
         return Outcome(time.perf_counter() - start, exc.code, None, exc.read().decode(errors="replace")[:200])
-    except Exception as exc:  # every failure counts as an error of the run
+    except Exception as exc:  # every failure, a malformed answer too, counts as an error of the run
         return Outcome(time.perf_counter() - start, 0, None, f"{type(exc).__name__}: {exc}")
-    (answer,) = document["answers"]
-    return Outcome(time.perf_counter() - start, status, [row["image_id"] for row in answer["results"]])
+    return Outcome(time.perf_counter() - start, status, ids)
 
 
 def percentiles(seconds: list[float]) -> str:
@@ -128,8 +130,9 @@ def main() -> None:
             thread.join()
         concurrent_wall = time.perf_counter() - start
 
-    done = [outcome for outcome in concurrent if outcome is not None]
-    errors = [o for o in done if o.status != 200] + [None] * (len(requests) - len(done))
+    # a thread that died without an answer counts as an error (its latency: the whole run)
+    done = [outcome or Outcome(concurrent_wall, 0, None, "no answer") for outcome in concurrent]
+    errors = [o for o in done if o.status != 200]
     differ = sum(1 for a, b in zip(done, serial, strict=True) if a.ids != b.ids)
     serial_errors = sum(1 for outcome in serial if outcome.status != 200)
     lines = (
@@ -142,7 +145,7 @@ def main() -> None:
         tail = "" if failed is None else f"  errors {failed}"
         print(f"{title:<28} {percentiles(seconds)}  {len(requests) / wall:7.1f} q/s{tail}")
     for outcome in errors[:5]:
-        print(f"  error: {outcome.status if outcome else 'no answer'} {outcome.error if outcome else ''}")
+        print(f"  error: {outcome.status} {outcome.error}")
     print("\np50 per method (ms): in-process / HTTP serial / HTTP concurrent")
     for method in methods:
         mine = [i for i, request in enumerate(requests) if request.method == method]

@@ -110,6 +110,11 @@ def check_serve_command(work: Path, environment: dict[str, str]) -> None:
         assert "eval-fashion-mnist-test-" in page and "semret-demo" in page  # the demo's collection, report
     finally:
         server.send_signal(signal.SIGINT)
-        output, _ = server.communicate(timeout=30)
+        try:
+            output, _ = server.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            output, _ = server.communicate()
+            pytest.fail(f"`{command}` did not stop on Ctrl+C within 30 s:\n{output}")
     assert server.returncode == 0, output
     assert "semret serve: http://127.0.0.1:" in output and "Ctrl+C stops it" in output

@@ -90,8 +90,13 @@ def test_thumbnails_come_from_the_stored_source_and_are_cached(
     assert response.status_code == 200 and response.headers["content-type"] == "image/png"
     picture = np.asarray(Image.open(io.BytesIO(response.content)))
     assert picture.shape == (56, 56)
-    (original,) = browser.pixels.read(store.collection, [60000])
-    assert np.array_equal(picture[::2, ::2], original)  # nearest-neighbour 2x of the IDX image
+    from semret.app.demo import sample_dir
+    from semret.vision.idx import read_idx
+
+    test_images = read_idx(sample_dir() / "t10k-images-idx3-ubyte.gz")  # image 60000 + i is test image i
+    assert np.array_equal(picture[::2, ::2], test_images[0])  # nearest-neighbour 2x of the IDX image
+    other = client.get(f"/collections/{store.collection}/images/60123.png", params={"size": 28})
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(other.content))), test_images[123])
     thumbnails = client.app.state.thumbnails  # type: ignore[attr-defined]
     hits = thumbnails.hits
     assert client.get(f"/collections/{store.collection}/images/60000.png", params={"size": 56}).content == (
@@ -251,6 +256,7 @@ def test_a_bad_upload_gets_a_clear_message(
         ("/collections/{c}/query", {"image_id": 60000, "method": "iwan", "k": "ten"}, 400, "k: "),
         ("/collections/{c}/query", {"image_id": -1, "method": "iwan"}, 404, "image -1 is not in collection"),
         ("/collections/{c}/query", {"image_id": 60000, "method": "lsh"}, 404, "has no method 'lsh'"),
+        ("/collections/{c}/query", {"image_id": 60000, "words": "cold", "method": "iwan"}, 400, "exactly one query"),
         ("/collections/{c}", {"page": 0}, 400, "page must be from 1 to"),
         ("/reports/report/pictures/../results.json", {}, 404, None),
         ("/reports/report/pictures/..%2Fresults.json", {}, 404, "has no picture"),
@@ -353,3 +359,115 @@ def test_an_index_takes_uploads_only_when_its_vectors_come_from_the_uploads_path
     by_embeddings, by_hash = response.json()["answers"]
     # the index over the model's embeddings ranks by the same cosine as the hash's exact mode
     assert [r["score"] for r in by_embeddings["results"]] == pytest.approx([r["score"] for r in by_hash["results"]])
+
+
+@pytest.mark.parametrize(
+    "raw_path",
+    [
+        "/collections/../../etc/passwd",
+        "/collections/{c}/images/../../../etc/passwd",
+        "/collections/{c}/images/..%2F..%2Fstore.sqlite3.png",
+        "/reports/report/pictures/../results.json",
+        "/reports/report/pictures/../../store.sqlite3",
+        "/reports/report/pictures/%2E%2E/results.json",
+        "/static/../app.py",
+        "/static/..%2Fapp.py",
+    ],
+)
+def test_path_tricks_sent_as_written_reach_no_file(browser: StoreBrowser, store: WebStore, raw_path: str) -> None:
+    """The paths exactly as written (an HTTP client would normalise ``..`` away before sending)."""
+    import http.client
+
+    from semret.web.background import serve_in_background
+
+    with serve_in_background(create_app(browser)) as site:
+        host, port = site.removeprefix("http://").split(":")
+        connection = http.client.HTTPConnection(host, int(port), timeout=60)
+        connection.putrequest("GET", raw_path.replace("{c}", store.collection), skip_accept_encoding=True)
+        connection.putheader("Accept", "application/json")
+        connection.endheaders()
+        response = connection.getresponse()
+        body = response.read().decode()
+        connection.close()
+    assert response.status == 404, body
+    assert json.loads(body)["status"] == 404  # a one-line error, not a file's content:
+    assert "SQLite format" not in body and '"methods"' not in body and "import" not in body
+
+
+@pytest.mark.parametrize("declared", [True, False], ids=["content-length", "chunked"])
+def test_a_request_body_over_the_limit_is_refused_as_it_arrives(
+    browser: StoreBrowser, store: WebStore, declared: bool
+) -> None:
+    """A client that sends a little more than the cap and then waits gets its 413 at once: the
+    server neither waits for the rest (10 GB declared) nor reads past the cap (chunked)."""
+    import socket
+
+    from semret.web.app import MAX_REQUEST_BYTES
+    from semret.web.background import serve_in_background
+
+    boundary = "b0undary"
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="big.png"\r\n'
+        "Content-Type: image/png\r\n\r\n\x89PNG"
+    ).encode()
+    framing = "Content-Length: 10000000000" if declared else "Transfer-Encoding: chunked"
+    with serve_in_background(create_app(browser)) as site:
+        host, port = site.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=60) as connection:
+            connection.sendall(
+                (
+                    f"POST /collections/{store.collection}/query HTTP/1.1\r\nHost: {host}\r\n"
+                    f"Accept: application/json\r\nContent-Type: multipart/form-data; boundary={boundary}\r\n"
+                    f"{framing}\r\n\r\n"
+                ).encode()
+            )
+            piece = 65536
+            for i in range(MAX_REQUEST_BYTES // piece + 2):  # just over the cap, then nothing more
+                data = head if i == 0 else bytes(piece)
+                connection.sendall(data if declared else f"{len(data):x}\r\n".encode() + data + b"\r\n")
+            answer = b""
+            while b"\r\n\r\n" not in answer or not answer.rstrip().endswith(b"}"):
+                more = connection.recv(65536)
+                if not more:
+                    break
+                answer += more
+    status_line, _, rest = answer.partition(b"\r\n")
+    assert status_line.split()[1] == b"413", answer[:500]
+    error = json.loads(rest.partition(b"\r\n\r\n")[2].decode())["error"]
+    assert error == (
+        f"the request is over the limit of {MAX_REQUEST_BYTES:,} bytes: "
+        "an uploaded image may be at most 5,242,880 bytes (5 MiB)"
+    )
+
+
+@pytest.mark.parametrize("command", ["hash", "iwan"])
+def test_semret_query_show_draws_the_query_and_its_results(
+    tmp_path: Path, store: WebStore, command: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import semret.app.sheets as sheets
+    from semret.app.demo import sample_dir
+    from semret.vision.idx import read_idx
+
+    drawn: list[Any] = []
+    draw = sheets.write_contact_sheet
+
+    def record(path: Path, rows: Any, title: str = "") -> Path:
+        drawn.append(rows)
+        return draw(path, rows, title)
+
+    monkeypatch.setattr(sheets, "write_contact_sheet", record)
+    which = ["--collection", store.collection, *(["--model", store.model] if command == "hash" else [])]
+    out = tmp_path / "sheet.png"
+    shown = ok("--db", store.url, "query", command, *which, "--image-id", "60007", "-k", "4", "--json", "--show", out)
+    results = json.loads(shown.stdout)["results"]
+    ((row,),) = drawn
+    test_images = read_idx(sample_dir() / "t10k-images-idx3-ubyte.gz")
+    assert np.array_equal(row.query.pixels, test_images[7])
+    assert [tile.label for tile in row.results] == [r["label"] for r in results] and len(results) == 4
+    for tile, result in zip(row.results, results, strict=True):
+        assert np.array_equal(tile.pixels, test_images[result["image_id"] - 60000])
+        assert str(result["image_id"]) in " ".join(tile.caption)
+    with Image.open(out) as picture:
+        assert picture.format == "PNG" and picture.width > picture.height > 100
+    refused = semret("--db", store.url, "query", command, *which, "--image-id", "60007", "--show", tmp_path / "x.jpg")
+    assert refused.exit_code != 0 and "give a file ending in .png" in refused.output

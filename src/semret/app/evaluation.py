@@ -5,11 +5,14 @@ directory; `Evaluation.files` lists everything written there."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from semret.errors import SemretError
 
 if TYPE_CHECKING:  # torch is slow to import: the pipeline is imported where it runs
     from semret.evaluation.runs import EvalConfig, EvalResult
@@ -51,8 +54,15 @@ def evaluate(
     else:
         result = run_evaluation(config, folder, progress, log)
         written = set(write_results(result, folder).values())
-        # contact sheets of each method's best and worst queries, the pixels from the store
-        written |= set(write_report_sheets(result, folder, make_engine(config.database_url)).values())
+        # contact sheets of each method's best and worst queries, the pixels from the store; the
+        # results are written already: a sheet that cannot be drawn is said, not fatal
+        engine = make_engine(config.database_url)
+        try:
+            written |= set(write_report_sheets(result, folder, engine).values())
+        except SemretError as exc:
+            (log or logging.getLogger("semret").warning)(f"contact sheets left out: {exc}")
+        finally:
+            engine.dispose()
     # the report, and what the methods left there (the hash model): every file this run wrote
     files = sorted(p for p in folder.rglob("*") if p.is_file() and (p in written or p.stat().st_mtime >= started - 1))
     return Evaluation(result, folder, files)

@@ -82,7 +82,12 @@ def read_report(folder: str | Path) -> EvalReport:
         raise SemretError(f"{results}: cannot read it ({exc})") from None
     if not isinstance(document, dict) or document.get("semret_results") != 1:
         raise SemretError(f"{results}: not a semret results file")
-    pictures = {p.relative_to(path).as_posix(): p for p in sorted(path.rglob(f"*{PICTURE_SUFFIX}")) if p.is_file()}
+    root = path.resolve()
+    pictures = {  # only files inside the folder: a link out of it is not a picture of the report
+        p.relative_to(path).as_posix(): p
+        for p in sorted(path.rglob(f"*{PICTURE_SUFFIX}"))
+        if p.is_file() and p.resolve().is_relative_to(root)
+    }
     return EvalReport(path.resolve().name, path.resolve(), document, pictures)
 
 

@@ -13,8 +13,8 @@ Routes::
     GET  /reports/{name}/pictures/{file}            one of a report's pictures
 
 Bad input gets a 4xx with a one-line message (an HTML page or ``{"error": ...}``), never a
-traceback: unknown collection, image, method or report 404; a bad k, id or word 400; an upload
-that is too large 413 or not an image 415.
+traceback: an unknown collection, image, method, report or page 404; a bad k, page, id or word
+400; an upload or request body that is too large 413 (`semret.web.body_limit`), not an image 415.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from semret.app.browse import Query as BrowseQuery
 from semret.app.uploads import MAX_UPLOAD_BYTES, UploadError, decode_upload
 from semret.errors import DatabaseUnavailableError, NotFoundError, SemretError
 from semret.sql.engine import describe_url
+from semret.web.body_limit import BodyLimit
 from semret.web.report_view import report_view
 from semret.web.thumbnails import DEFAULT_SIDE, Thumbnails, data_url
 
@@ -68,8 +69,8 @@ def create_app(browser: StoreBrowser) -> FastAPI:
         docs_url=None,
         redoc_url=None,
         openapi_url=None,
-        max_body_size=MAX_REQUEST_BYTES,  # refused as it arrives: no huge body is spooled to disk first
     )
+    app.add_middleware(BodyLimit, max_bytes=MAX_REQUEST_BYTES)  # no huge upload is spooled to disk first
     package = resources.files("semret.web")
     templates = Jinja2Templates(directory=str(package / "templates"))
     app.mount("/static", StaticFiles(directory=str(package / "static")), name="static")
