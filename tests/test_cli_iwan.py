@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from semret.cli.query import parse_weighted_words
+from semret.app.typed_words import parse_words
 from semret.errors import SemretError
 
 from helpers import ok, semret
@@ -72,11 +72,16 @@ def test_query_errors_are_clear(linked: str) -> None:
 
 
 def test_weighted_words_are_parsed_with_clear_errors() -> None:
-    assert parse_weighted_words("HOT DOGS:0.5, b & e:1") == {"HOT DOGS": 0.5, "b & e": 1.0}
-    with pytest.raises(SemretError, match="'APPLE' is not WORD:STRENGTH"):
-        parse_weighted_words("APPLE")
-    with pytest.raises(SemretError, match="strength 'high' of APPLE is not a number"):
-        parse_weighted_words("APPLE:high")
+    assert parse_words("HOT DOGS:0.5, b & e:1") == {"HOT DOGS": 0.5, "b & e": 1.0}
+    assert parse_words("winter, cold; ICE:0.25") == {"winter": 1.0, "cold": 1.0, "ICE": 0.25}  # as typed in serve
+    with pytest.raises(SemretError, match="--words: the strength 'high' of APPLE is not a number"):
+        parse_words("APPLE:high", "--words")
+    with pytest.raises(SemretError, match="the strength of APPLE must be in"):
+        parse_words("APPLE:1.5")
+    with pytest.raises(SemretError, match=r"':0\.5' has no word before its strength"):
+        parse_words(":0.5")
+    with pytest.raises(SemretError, match="type at least one word"):
+        parse_words(" , ")
 
 
 def test_linking_never_creates_or_grows_a_collection_without_a_flag(sqlite_url: str, tmp_path: Path) -> None:

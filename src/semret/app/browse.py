@@ -37,6 +37,7 @@ from semret.app.query import (
     vector_results,
 )
 from semret.app.report_models import EvalReport, UploadEncoder, read_report
+from semret.app.typed_words import parse_words
 from semret.app.uploads import UploadedImage
 from semret.errors import NotFoundError, SemretError
 from semret.hashing.retrieval import HashQueries
@@ -112,31 +113,6 @@ class MethodAnswer:
             "notes": self.notes,
             "results": self.results,
         }
-
-
-def parse_words(text: str) -> dict[str, float]:
-    """Typed words: ``"winter, cold"`` (each of strength 1) or ``"WINTER:0.8, COLD:0.5"``."""
-    weighted: dict[str, float] = {}
-    for item in text.replace(";", ",").split(","):
-        item = item.strip()
-        if not item:
-            continue
-        word, separator, strength = item.rpartition(":")
-        if not separator:
-            word, strength = item, "1"
-        word = word.strip()
-        if not word:
-            raise SemretError(f"words: {item!r} has no word before its strength")
-        try:
-            value = float(strength)
-        except ValueError:
-            raise SemretError(f"words: the strength {strength.strip()!r} of {word} is not a number") from None
-        if not 0 < value <= 1:
-            raise SemretError(f"words: the strength of {word} must be in (0, 1], got {value}")
-        weighted[word] = value
-    if not weighted:
-        raise SemretError("words: type at least one word, e.g. winter, cold")
-    return weighted
 
 
 def check_k(k: int, collection_images: int) -> int:

@@ -18,6 +18,7 @@ import numpy as np
 import numpy.typing as npt
 from sqlalchemy import Engine
 
+from semret.core.sorted_ids import position_of
 from semret.errors import NotFoundError, SemretError
 from semret.sql.images_store import CollectionImages, collection_images
 from semret.vision.datasets import read_image_sources
@@ -84,8 +85,8 @@ class CollectionPixels:
             )
         sources = []
         for image_id in image_ids:
-            position = int(np.searchsorted(stored.image_ids, image_id))
-            if position >= len(stored.image_ids) or stored.image_ids[position] != image_id:
+            position = position_of(stored.image_ids, image_id)
+            if position is None:
                 raise NotFoundError(f"image {image_id} is not in collection {collection!r}")
             source = stored.sources[position]
             if source is None:
@@ -99,7 +100,7 @@ class CollectionPixels:
     def label(self, collection: str, image_id: int) -> str | None:
         """The stored label of an image of the collection."""
         stored = self.collection(collection)
-        position = int(np.searchsorted(stored.image_ids, image_id))
-        if position >= len(stored.image_ids) or stored.image_ids[position] != image_id:
+        position = position_of(stored.image_ids, image_id)
+        if position is None:
             raise NotFoundError(f"image {image_id} is not in collection {collection!r}")
         return stored.labels[position]

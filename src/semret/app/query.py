@@ -15,6 +15,7 @@ from sqlalchemy import Engine
 
 from semret.core.hamming import HammingIndex
 from semret.core.search import SearcherBase
+from semret.core.sorted_ids import position_of
 from semret.core.validation import check_choice
 from semret.errors import SemretError
 from semret.hashing.retrieval import HashQueries, SemanticHashIndex
@@ -161,9 +162,8 @@ class LoadedHash:
 
     def position(self, image_id: int) -> int:
         """The row of a stored image's code (an error when it has none)."""
-        ids = self.stored.image_ids
-        position = int(np.searchsorted(ids, image_id))
-        if position >= len(ids) or ids[position] != image_id:
+        position = position_of(self.stored.image_ids, image_id)
+        if position is None:
             raise SemretError(
                 f"image {image_id} has no code of model {self.model.name!r} in collection {self.collection!r}"
             )
@@ -248,9 +248,7 @@ class LoadedIndex:
 
     def vector_for(self, image_id: int) -> npt.NDArray[np.float32]:
         """An indexed image's vector, (1, d), as a query."""
-        ids = self.index.ids
-        position = int(np.searchsorted(ids, image_id))
-        if position >= len(ids) or ids[position] != image_id:
+        if position_of(self.index.ids, image_id) is None:
             raise SemretError(f"image {image_id} is not in the index {self.file}")
         return np.asarray(self.index.vectors([image_id]), dtype=np.float32)
 

@@ -14,6 +14,7 @@ from semret.app.query import query_hash as find_by_hash
 from semret.app.query import query_iwan as find_by_iwan
 from semret.app.query import query_vector as find_by_vector
 from semret.app.sheets import check_show_path, write_query_sheet
+from semret.app.typed_words import parse_words
 from semret.cli._app import CollectionOption, Commands, DbOption, JsonOption, console, engine_for, err, log
 from semret.errors import SemretError
 
@@ -36,20 +37,6 @@ def show_sheet(engine: Engine, collection: str, results: list[dict[str, Any]], s
     log(f"contact sheet: {written.resolve()}")
 
 
-def parse_weighted_words(text: str) -> dict[str, float]:
-    """``"APPLE:0.8,PEAR:0.1"`` -> ``{"APPLE": 0.8, "PEAR": 0.1}``, with clear errors."""
-    weighted: dict[str, float] = {}
-    for item in text.split(","):
-        word, separator, strength = item.rpartition(":")
-        if not separator or not word.strip():
-            raise SemretError(f"--words: {item.strip()!r} is not WORD:STRENGTH (e.g. APPLE:0.8)")
-        try:
-            weighted[word.strip()] = float(strength)
-        except ValueError:
-            raise SemretError(f"--words: strength {strength.strip()!r} of {word.strip()} is not a number") from None
-    return weighted
-
-
 @app.command("iwan")
 def query_iwan(
     ctx: typer.Context,
@@ -65,7 +52,10 @@ def query_iwan(
     words: Annotated[
         str | None,
         typer.Option(
-            "--words", metavar="WORD:STRENGTH,...", help='Query with words: "APPLE:0.8,PEAR:0.1".', show_default=False
+            "--words",
+            metavar="WORD[:STRENGTH],...",
+            help='Query with words: "winter, cold" (strength 1 each) or "APPLE:0.8,PEAR:0.1".',
+            show_default=False,
         ),
     ] = None,
     k: Annotated[int, typer.Option("-k", min=1, help="How many images.")] = 10,
@@ -75,7 +65,7 @@ def query_iwan(
     db: DbOption = None,
 ) -> None:
     """The k images nearest to a query image or a weighted word list, with the path to each."""
-    weighted = parse_weighted_words(words) if words is not None else None
+    weighted = parse_words(words, "--words") if words is not None else None
     show = check_show_path(show) if show is not None else None
     engine = engine_for(ctx, db)
     answer = find_by_iwan(engine, collection, image_id, weighted, k, in_sql)

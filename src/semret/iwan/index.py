@@ -33,6 +33,7 @@ from scipy import sparse
 from scipy.sparse.csgraph import dijkstra
 
 from semret.core.search import SearcherBase
+from semret.core.sorted_ids import position_of
 from semret.core.validation import check_k
 from semret.errors import SemretError, UnknownWordError
 from semret.iwan.graph import IwanSettings, WordEdges, word_matrix
@@ -167,8 +168,8 @@ class IwanIndex(SearcherBase):
 
     def query_for_image(self, image_id: int) -> WeightedWords:
         """The query made of an image's own words (its top-IWK words and their strengths)."""
-        position = np.searchsorted(self.image_ids, image_id)
-        if position >= len(self.image_ids) or self.image_ids[position] != image_id:
+        position = position_of(self.image_ids, image_id)
+        if position is None:
             raise SemretError(f"image {image_id} is not in this IWAN index ({self.ntotal:,} images)")
         start = self._image_starts[position]
         end = self._image_starts[position + 1] if position + 1 < len(self._image_starts) else len(self._link_images)
