@@ -471,3 +471,18 @@ def test_semret_query_show_draws_the_query_and_its_results(
         assert picture.format == "PNG" and picture.width > picture.height > 100
     refused = semret("--db", store.url, "query", command, *which, "--image-id", "60007", "--show", tmp_path / "x.jpg")
     assert refused.exit_code != 0 and "give a file ending in .png" in refused.output
+
+
+def test_a_report_shows_only_pictures_inside_its_folder(tmp_path: Path, store: WebStore) -> None:
+    from semret.app.report_models import read_report
+
+    outside = tmp_path / "secret.png"
+    outside.write_bytes(png_of(np.zeros((4, 4), dtype=np.uint8)))
+    report = tmp_path / "report"
+    report.mkdir()
+    (report / "results.json").write_text((store.report / "results.json").read_text())
+    (report / "plot.png").write_bytes(outside.read_bytes())
+    (report / "link.png").symlink_to(outside)
+    (report / "sheets").mkdir()
+    (report / "sheets" / "up.png").symlink_to(report / "plot.png")  # a link that stays inside is a picture
+    assert sorted(read_report(report).pictures) == ["plot.png", "sheets/up.png"]
