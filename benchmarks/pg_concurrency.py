@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-from common import machine_line
+from common import machine_line, run_threads
 from pg_hash_search import make_collection, store
 from sqlalchemy import Engine, event
 
@@ -101,13 +101,7 @@ def concurrent_run(
                 errors.append(f"{type(exc).__name__}: {exc}")
             latencies[i] = time.perf_counter() - began
 
-    workers = [threading.Thread(target=work, args=(t,)) for t in range(threads)]
-    start = time.perf_counter()
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join()
-    wall = time.perf_counter() - start
+    wall = run_threads(work, threads)
     engine.dispose()
     same = sum(r is not None and np.array_equal(r, a) for r, a in zip(results, alone, strict=True))
     return Run(

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from common import machine_line
+from common import machine_line, run_threads
 
 from semret.app.browse import Query as BrowseQuery
 from semret.app.browse import StoreBrowser
@@ -122,13 +122,7 @@ def main() -> None:
             barrier.wait()
             concurrent[slot] = fetch(site, collection, requests[slot], args.k)
 
-        threads = [threading.Thread(target=run, args=(slot,)) for slot in range(len(requests))]
-        start = time.perf_counter()
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        concurrent_wall = time.perf_counter() - start
+        concurrent_wall = run_threads(run, len(requests))
 
     # a thread that died without an answer counts as an error (its latency: the whole run)
     done = [outcome or Outcome(concurrent_wall, 0, None, "no answer") for outcome in concurrent]

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import shutil
 import sys
 import urllib.parse
 from pathlib import Path
@@ -21,6 +20,9 @@ from pathlib import Path
 from selenium import webdriver
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the browser tests' launcher
+from chromium import NoChromium, launch_chromium
 
 from semret.app.browse import StoreBrowser
 from semret.sql.engine import make_engine
@@ -32,16 +34,10 @@ MAX_HEIGHT = 1800
 
 
 def start_chromium() -> webdriver.Chrome:
-    browser = next((found for name in ("chromium", "chromium-browser") if (found := shutil.which(name))), None)
-    driver = shutil.which("chromedriver")
-    if browser is None or driver is None:
-        sys.exit("screenshots: needs Chromium and chromedriver (apt-get install chromium chromium-driver)")
-    options = webdriver.ChromeOptions()
-    options.binary_location = browser
-    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--hide-scrollbars",
-                     f"--window-size={WIDTH},900"):  # fmt: skip
-        options.add_argument(argument)
-    return webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=driver))
+    try:
+        return launch_chromium(WIDTH, 900, "--hide-scrollbars")
+    except NoChromium as exc:
+        sys.exit(f"screenshots: {exc}")
 
 
 def shoot(
